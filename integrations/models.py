@@ -204,6 +204,11 @@ class OpenRequest(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Machine-readable outcome: the policy's refusal code or the Salto error kind (API clients branch on it).
+    outcome_code = models.CharField(max_length=40, blank=True, default="")
+    # When a pending row is due to be sent (now, or after a retry's backoff); the sweeper re-queues rows
+    # overdue by more than its grace period, so a message lost by the broker cannot strand a guest.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
