@@ -1,4 +1,4 @@
-"""Salto KS environments and where they live (base URLs from settings, so a sandbox can stand in)."""
+"""Salto KS environments: which identity server and which Connect API host to talk to."""
 
 from __future__ import annotations
 
@@ -9,20 +9,25 @@ from django.conf import settings
 
 
 class Environment(StrEnum):
+    # Acceptance and production are separate Salto installations with their own users, sites,
+    # IQs and client credentials (salto-ks-api.md §1): credentials of one never work on the other.
     ACCEPTANCE = "acceptance"
     PRODUCTION = "production"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoints:
     identity_url: str
     api_url: str
 
 
 def endpoints_for(environment: Environment | str) -> Endpoints:
+    """Base URLs for ENVIRONMENT, read from settings at call time so tests and the sandbox can override them.
+
+    Reference: salto-ks-api.md §1 (hosts; defaults live in ireserve_salto/settings.py).
+    """
     env = Environment(environment)
     prefix = f"SALTO_KS_{env.name}"
-    return Endpoints(
-        identity_url=str(getattr(settings, f"{prefix}_IDENTITY_URL")).rstrip("/"),
-        api_url=str(getattr(settings, f"{prefix}_API_URL")).rstrip("/"),
-    )
+    identity_url = str(getattr(settings, f"{prefix}_IDENTITY_URL"))
+    api_url = str(getattr(settings, f"{prefix}_API_URL"))
+    return Endpoints(identity_url=identity_url.rstrip("/"), api_url=api_url.rstrip("/"))

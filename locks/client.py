@@ -1,0 +1,621 @@
+"""The Salto KS Connect API client: plain values in, pydantic models out, typed errors.
+
+One `SaltoClient` per (environment, account). It owns two httpx2 clients with explicit timeouts (identity
+server and Connect API), a `TokenProvider` for the password-grant token, and decides once how every
+response is classified (locks/errors.py). Nothing secret goes into a log line or an exception.
+
+Reference: salto-ks-api.md (sections cited above each call).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+from authlib.integrations.httpx_client import OAuth2Client
+from django.conf import settings
+from django.core.cache.backends.base import BaseCache
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from locks import errors
+from locks.environments import Environment, endpoints_for
+from locks.otp import compute_otp, is_valid_pin, pin_delta
+from locks.schemas import (
+    IQ,
+    AccessToken,
+    ActivatedIQ,
+    Entry,
+    Lock,
+    OAuthErrorBody,
+    PinRequestResult,
+    PinResponse,
+    SecretResponse,
+    Site,
+    TokenResponse,
+)
+from locks.tokens import TokenProvider, token_cache_key
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "ireserve-salto/0.1 (+Salto KS integration)"
+SCOPE = "user_api.full_access"
+API_PREFIX = "/v1.1"
+# A site with thousands of locks at Salto's (unknown, probably 20) page size stays far below this;
+# a server that keeps handing out new next links must not keep us looping forever.
+MAX_PAGES = 500
+_MAX_MESSAGE_CHARS = 300
+_SITE_UID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SaltoClient:
+    def __init__(
+        self,
+        *,
+        environment: Environment | str,
+        username: str,
+        password: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        cache: BaseCache | None = None,
+        transport: httpx2.BaseTransport | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.environment = Environment(environment)
+        self.endpoints = endpoints_for(self.environment)
+        self.username = username
+        self._password = password
+        self._client_id = client_id if client_id is not None else str(getattr(settings, "SALTO_KS_CLIENT_ID", ""))
+        self._client_secret = (
+            client_secret if client_secret is not None else str(getattr(settings, "SALTO_KS_CLIENT_SECRET", ""))
+        )
+        seconds = float(timeout if timeout is not None else getattr(settings, "SALTO_KS_HTTP_TIMEOUT_SECONDS", 10))
+        self._timeout = httpx2.Timeout(seconds, connect=min(seconds, 5.0))
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._http = httpx2.Client(headers=headers, timeout=self._timeout, transport=transport)
+        # authlib builds the password-grant request (HTTP Basic client auth, form body) and is the library
+        # the style guide picks for token requests. It neither caches across processes nor classifies
+        # failures the way we need, so TokenProvider wraps it and the compliance hook below classifies
+        # every non-2xx answer before authlib parses it.
+        self._oauth = OAuth2Client(
+            client_id=self._client_id,
+            client_secret=self._client_secret,
+            token_endpoint_auth_method="client_secret_basic",
+            scope=SCOPE,
+            headers=headers,
+            timeout=self._timeout,
+            transport=transport,
+        )
+        self._oauth.register_compliance_hook("access_token_response", self._check_token_response)
+        self.tokens = TokenProvider(
+            fetch=self._request_token,
+            cache=cache,
+            cache_key=token_cache_key(
+                environment=self.environment.value,
+                identity_url=self.endpoints.identity_url,
+                client_id=self._client_id,
+                username=username,
+            ),
+            lock_seconds=seconds * 2 + 5,
+        )
+
+    def __repr__(self) -> str:
+        return f"SaltoClient(environment={self.environment.value!r}, username={self.username!r})"
+
+    def __enter__(self) -> SaltoClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._oauth.close()
+
+    # --- Authentication -------------------------------------------------------------------------
+
+    def fetch_token(self, *, force: bool = False) -> AccessToken:
+        """A valid access token, from the cache or a new password grant (FORCE skips the cache)."""
+        return self.tokens.get(force=force)
+
+    def _request_token(self) -> AccessToken:
+        # Reference: salto-ks-api.md §2.1 (POST {identity}/connect/token, Basic client auth,
+        # grant_type=password, username, password, scope=user_api.full_access).
+        url = self.endpoints.identity_url + "/connect/token"
+        started = time.monotonic()
+        issued_at = datetime.now(UTC)
+        try:
+            raw = self._oauth.fetch_token(
+                url, grant_type="password", username=self.username, password=self._password, scope=SCOPE
+            )
+        except httpx2.TimeoutException:
+            self._log("POST", url, None, started)
+            raise errors.SaltoAuthError(
+                "The Salto KS identity server did not answer in time", reason="identity_unreachable"
+            ) from None
+        except httpx2.TransportError as exc:
+            self._log("POST", url, None, started)
+            raise errors.SaltoAuthError(
+                f"Cannot reach the Salto KS identity server ({type(exc).__name__})", reason="identity_unreachable"
+            ) from None
+        except errors.SaltoError:
+            raise
+        except Exception:
+            # authlib raises its own errors for bodies it cannot parse; never chain them (they may
+            # carry the request).
+            raise errors.SaltoAuthError(
+                "The Salto KS identity server sent an unreadable token response", reason="identity_error"
+            ) from None
+        self._log("POST", url, 200, started)
+        try:
+            body = TokenResponse.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise errors.SaltoAuthError(
+                f"The Salto KS identity server sent an unexpected token response ({_fields(exc)})",
+                reason="identity_error",
+            ) from None
+        # Count the lifetime from before the request: the token cannot outlive what Salto promised.
+        return AccessToken(
+            access_token=body.access_token,
+            expires_at=issued_at + timedelta(seconds=body.expires_in),
+            scope=body.scope,
+            token_type=body.token_type,
+        )
+
+    def _check_token_response(self, response: httpx2.Response) -> httpx2.Response:
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        self._log("POST", str(response.request.url), status, None)
+        text = self._scrub(response.text)
+        try:
+            oauth = OAuthErrorBody.model_validate_json(response.content)
+        except ValidationError:
+            oauth = None
+        if oauth is not None and oauth.error in ("invalid_client", "invalid_grant", "invalid_scope"):
+            summary = {
+                "invalid_client": "The platform client id/secret is not accepted by this Salto KS environment",
+                "invalid_grant": "Salto KS rejected the username or password of the account",
+                "invalid_scope": "The platform client may not request scope user_api.full_access",
+            }[oauth.error]
+            raise errors.SaltoAuthError(
+                summary,
+                reason=oauth.error,  # type: ignore[arg-type]
+                http_status=status,
+                error_code=oauth.error,
+                salto_message=self._scrub(oauth.error_description or "") or None,
+            )
+        if status == 404 or status >= 500 or status == 429:
+            # Acceptance's identity servers were seen answering 404 on every path for hours (§1); that,
+            # 5xx and rate limiting mean "unreachable right now", not "bad credentials".
+            raise errors.SaltoAuthError(
+                "The Salto KS identity server is not available",
+                reason="identity_unreachable",
+                http_status=status,
+                salto_message=_short(text) or None,
+            )
+        raise errors.SaltoAuthError(
+            "The Salto KS identity server refused the token request",
+            reason="identity_error",
+            http_status=status,
+            error_code=oauth.error if oauth else None,
+            salto_message=_short(text) or None,
+        )
+
+    # --- Sites ----------------------------------------------------------------------------------
+
+    def list_sites(self) -> list[Site]:
+        # Reference: salto-ks-api.md §4 (GET /v1.1/sites), §3.2 (envelope or bare array).
+        return self._get_all("/sites", Site)
+
+    def resolve_site(self, site_uid: str) -> Site:
+        """The one site whose Site UID matches, ignoring case and surrounding spaces.
+
+        Reference: salto-ks-api.md §4 ($filter=site_uid eq '…', else list and match).
+        """
+        uid = (site_uid or "").strip()
+        if not _SITE_UID.fullmatch(uid):
+            # Quotes and other punctuation would let the value escape the OData string literal.
+            raise errors.InvalidInput("A Site UID consists of letters, digits, '-', '_' or '.'")
+        wanted = uid.casefold()
+        try:
+            filtered = self._get_all("/sites", Site, params={"$filter": f"site_uid eq '{uid}'"})
+        except errors.SaltoPermanentError as exc:
+            if exc.http_status != 400:
+                raise
+            # The filter is only observed on v1.1, never documented: a 400 means "no filter here", so scan.
+            filtered = []
+        matches = [s for s in filtered if (s.site_uid or "").strip().casefold() == wanted]
+        if not matches:
+            # The filter may be case-sensitive or ignored; a full scan decides.
+            matches = [s for s in self.list_sites() if (s.site_uid or "").strip().casefold() == wanted]
+        unique = list({s.id: s for s in matches}.values())
+        if not unique:
+            raise errors.SiteNotFound(f"No Salto KS site visible to this account has Site UID {uid}")
+        if len(unique) > 1:
+            raise errors.SiteAmbiguous(f"{len(unique)} Salto KS sites visible to this account have Site UID {uid}")
+        return unique[0]
+
+    # --- IQs ------------------------------------------------------------------------------------
+
+    def list_iqs(self, site_id: str) -> list[IQ]:
+        # Reference: salto-ks-api.md §5 (GET /v1.1/sites/{site}/iqs).
+        return self._get_all(f"/sites/{_id(site_id)}/iqs", IQ)
+
+    def get_iq(self, site_id: str, iq_id: str) -> IQ:
+        # Reference: salto-ks-api.md §5 (GET /v1.1/sites/{site}/iqs/{iq}).
+        response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}", not_found=errors.IQNotFound)
+        return _parse(IQ, response)
+
+    def get_iq_secret(self, site_id: str, iq_id: str) -> str:
+        """The account's IQ secret; Salto hands it out only once (SecretAlreadyIssued afterwards).
+
+        Reference: salto-ks-api.md §7.3 step 1 (GET …/iqs/{iq}/secret → {"secret": "…"}), §0.
+        """
+        response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/secret", not_found=errors.IQNotFound)
+        body = _json_or_none(response)
+        # A bare JSON string is tolerated too (PUT …/users/{id}/pin answers that way, §8).
+        secret = body if isinstance(body, str) else _parse(SecretResponse, response).secret.get_secret_value()
+        if not secret:
+            raise errors.UnexpectedResponse("Salto KS returned an empty IQ secret", http_status=response.status_code)
+        return secret
+
+    def request_iq_pin(self, site_id: str, iq_id: str, *, send_email: bool = False) -> PinRequestResult:
+        """Ask Salto for the account's initial IQ PIN: in the body, or sent by e-mail/SMS (204).
+
+        Reference: salto-ks-api.md §7.3 step 2 (GET …/iqs/{iq}/pin[?send_email=true]) and §0 "GET PIN".
+        """
+        params = {"send_email": "true"} if send_email else None
+        response = self._call(
+            "GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin", params=params, not_found=errors.IQNotFound
+        )
+        if response.status_code == 204 or not response.content.strip():
+            return PinRequestResult(pin=None, sent_by="email" if send_email else "sms")
+        body = _json_or_none(response)
+        if isinstance(body, dict):
+            pin: Any = _parse(PinResponse, response).pin.get_secret_value()
+        elif body is None:
+            pin = response.text.strip()  # tolerated: a plain-text PIN
+        else:
+            pin = body  # a bare JSON string (or number)
+        pin = str(pin).strip().strip('"')
+        if pin.isdigit() and len(pin) < 4:
+            pin = pin.zfill(4)  # a PIN sent as a JSON number loses its leading zeros
+        if not is_valid_pin(pin):
+            raise errors.UnexpectedResponse(
+                "Salto KS answered GET PIN with something that is not a 4-digit PIN", http_status=response.status_code
+            )
+        return PinRequestResult(pin=pin, sent_by="body")  # type: ignore[arg-type]
+
+    def set_iq_pin(
+        self,
+        site_id: str,
+        iq_id: str,
+        *,
+        secret: str,
+        current_pin: str,
+        new_pin: str,
+        at: datetime | None = None,
+    ) -> None:
+        """Complete the IQ activation: prove the current PIN with an OTP and set NEW_PIN via the delta.
+
+        Reference: salto-ks-api.md §7.3 step 3 (PUT …/iqs/{iq}/pin {"otp", "delta"} → 204), §0 (delta).
+        """
+        if not is_valid_pin(current_pin) or not is_valid_pin(new_pin):
+            raise errors.InvalidInput("The current and new IQ PIN must be four digits")
+        if not secret:
+            raise errors.InvalidInput("The IQ secret is missing")
+        otp = compute_otp(secret=secret, pin=current_pin, at=at or datetime.now(UTC))
+        body = {"otp": otp, "delta": pin_delta(old_pin=current_pin, new_pin=new_pin)}
+        self._call(
+            "PUT",
+            f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin",
+            json_body=body,
+            not_found=errors.IQNotFound,
+            secrets=(secret, current_pin, new_pin, otp),
+        )
+
+    def list_activated_iqs(self, site_id: str) -> list[ActivatedIQ]:
+        # Reference: salto-ks-api.md §7.3 (GET /v1.1/me/{site}/activated_iqs).
+        return self._get_all(f"/me/{_id(site_id)}/activated_iqs", ActivatedIQ)
+
+    # --- Locks ----------------------------------------------------------------------------------
+
+    def list_locks(self, site_id: str) -> list[Lock]:
+        # Reference: salto-ks-api.md §6 (GET /v1.1/sites/{site}/locks), §3.2 (paging).
+        return self._get_all(f"/sites/{_id(site_id)}/locks", Lock)
+
+    def get_lock(self, site_id: str, lock_id: str) -> Lock:
+        # Reference: salto-ks-api.md §6 (GET /v1.1/sites/{site}/locks/{lock}).
+        response = self._call("GET", f"/sites/{_id(site_id)}/locks/{_id(lock_id)}", not_found=errors.LockNotFound)
+        return _parse(Lock, response)
+
+    def open_lock(self, site_id: str, lock_id: str, *, secret: str, pin: str, at: datetime | None = None) -> None:
+        """Remote open with a fresh OTP. Any 2xx is success (the body is undocumented, §7.1).
+
+        Reference: salto-ks-api.md §7.1 (PATCH …/locks/{lock}/locking {"locked_state": "unlocked", "otp"}).
+        Never retried here: a rejected OTP counts towards otp_blocked (§3.4).
+        """
+        if not is_valid_pin(pin):
+            raise errors.InvalidInput("The IQ PIN must be four digits")
+        if not secret:
+            raise errors.InvalidInput("The IQ secret is missing")
+        otp = compute_otp(secret=secret, pin=pin, at=at or datetime.now(UTC))
+        self._call(
+            "PATCH",
+            f"/sites/{_id(site_id)}/locks/{_id(lock_id)}/locking",
+            json_body={"locked_state": "unlocked", "otp": otp},
+            not_found=errors.LockNotFound,
+            secrets=(secret, pin, otp),
+        )
+
+    # --- Entries --------------------------------------------------------------------------------
+
+    def list_entries(self, site_id: str, *, since: datetime) -> list[Entry]:
+        """Entries at or after SINCE, newest first.
+
+        Reference: salto-ks-api.md §8 (GET /v1.1/sites/{site}/entries), §3.2 ($filter DateTime'…').
+        """
+        if since.tzinfo is None:
+            raise errors.InvalidInput("since must be an aware datetime")
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {"$filter": f"utc_date_time ge DateTime'{stamp}'", "$orderby": "utc_date_time desc"}
+        entries = self._get_all(f"/sites/{_id(site_id)}/entries", Entry, params=params)
+        # If the server ignored the filter we still only return what was asked for.
+        return [e for e in entries if _aware(e.utc_date_time) >= since]
+
+    # --- Plumbing -------------------------------------------------------------------------------
+
+    def _get_all(self, path: str, model: type[M], *, params: dict[str, str] | None = None) -> list[M]:
+        """Every item of a list, following next_page_link (absolute, verbatim) to the end.
+
+        Reference: salto-ks-api.md §3.2 ({items, next_page_link, count} or a bare array).
+        """
+        items: list[M] = []
+        url: str = self.endpoints.api_url + API_PREFIX + path
+        seen: set[str] = set()
+        page_params = params
+        for _ in range(MAX_PAGES):
+            response = self._call("GET", url, params=page_params)
+            body = _json_or_none(response)
+            if isinstance(body, list):
+                raw_items, next_link = body, None
+            elif isinstance(body, dict) and isinstance(body.get("items"), list):
+                raw_items, next_link = body["items"], body.get("next_page_link")
+                if body.get("continuation_token"):
+                    # Entries page with a continuation token whose transport (header or query) is
+                    # unknown for Connect (§3.2, unknown 10): do not guess, say that more may exist.
+                    logger.warning("salto_ks %s returned a continuation_token that is not followed", path)
+            else:
+                raise errors.UnexpectedResponse(
+                    "Salto KS answered a list request without a list", http_status=response.status_code
+                )
+            items.extend(_parse_list(model, raw_items, response.status_code))
+            if not next_link:
+                return items
+            url = self._next_url(str(next_link))
+            if url in seen:
+                raise errors.UnexpectedResponse("Salto KS pagination repeats a page; stopping")
+            seen.add(url)
+            page_params = None
+        raise errors.UnexpectedResponse(f"Salto KS pagination exceeded {MAX_PAGES} pages; stopping")
+
+    def _next_url(self, link: str) -> str:
+        base = urlsplit(self.endpoints.api_url)
+        parts = urlsplit(link)
+        if not parts.scheme:
+            # Documented as absolute; a relative link is resolved against the API host defensively.
+            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        if parts.scheme == "http" and base.scheme == "https":
+            # The old PHP SDK had to upgrade http next links behind Salto's TLS terminator (§3.2).
+            parts = parts._replace(scheme="https")
+        if parts.netloc.lower() != base.netloc.lower():
+            # Following it would send our bearer token to another host.
+            raise errors.UnexpectedResponse("Salto KS sent a next_page_link to another host; not followed")
+        return urlunsplit(parts)
+
+    def _call(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        not_found: type[errors.SaltoPermanentError] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> httpx2.Response:
+        """One API call with the bearer token; a 401 drops the token and retries exactly once."""
+        url = path_or_url if "://" in path_or_url else self.endpoints.api_url + API_PREFIX + path_or_url
+        token = self.tokens.get()
+        response = self._send(method, url, token, params, json_body)
+        if response.status_code == 401:
+            # Tokens can be revoked or expire early (clock skew, password change): re-authenticate once.
+            self.tokens.invalidate(token)
+            token = self.tokens.get()
+            response = self._send(method, url, token, params, json_body)
+            if response.status_code == 401:
+                raise errors.SaltoAuthError(
+                    "Salto KS rejected a freshly issued token", reason="unauthorized", http_status=401
+                )
+        if response.status_code >= 300:
+            self._raise_for(response, not_found=not_found, secrets=(*secrets, token.access_token.get_secret_value()))
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        token: AccessToken,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+    ) -> httpx2.Response:
+        headers = {"Authorization": f"Bearer {token.access_token.get_secret_value()}"}
+        started = time.monotonic()
+        try:
+            response = self._http.request(
+                method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
+            )
+        except httpx2.TimeoutException:
+            self._log(method, url, None, started)
+            raise errors.SaltoTransientError("Salto KS did not answer in time", kind="timeout") from None
+        except httpx2.TransportError as exc:
+            self._log(method, url, None, started)
+            raise errors.SaltoTransientError(
+                f"Cannot reach Salto KS ({type(exc).__name__})", kind="connection_error"
+            ) from None
+        self._log(method, url, response.status_code, started)
+        return response
+
+    def _raise_for(
+        self,
+        response: httpx2.Response,
+        *,
+        not_found: type[errors.SaltoPermanentError] | None,
+        secrets: Iterable[str],
+    ) -> NoReturn:
+        status = response.status_code
+        code, message = _error_fields(response)
+        message = self._scrub(message, secrets)
+        detail: dict[str, Any] = {"http_status": status, "error_code": code, "salto_message": message or None}
+        if status == 429 or status >= 500:
+            raise errors.SaltoTransientError(
+                "Salto KS is rate limiting" if status == 429 else None,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                kind="rate_limited" if status == 429 else "server_error",
+                **detail,
+            )
+        if status == 401:
+            raise errors.SaltoAuthError("Salto KS rejected the token", reason="unauthorized", **detail)
+        words = (message or "").lower()
+        # ErrorCode 3102 "Request execution failed with code: <word>" (§3.3); the word decides.
+        for word, exc_class in (
+            ("otp_blocked", errors.OtpBlocked),
+            ("otp_invalid", errors.OtpInvalid),
+            ("pin_not_changed", errors.PinNotChanged),
+            ("command_forbidden", errors.CommandForbidden),
+        ):
+            if word in words:
+                raise exc_class(**detail)
+        if code == "2202" and "otp" in words:
+            # 404 2202 "Otp is invalid" when the OTP is missing or the account is not activated (§7.1).
+            raise errors.OtpInvalid(**detail)
+        if code == "2203" and "secret" in words:
+            raise errors.SecretAlreadyIssued(**detail)
+        if status == 403:
+            raise errors.PermissionDenied(**detail)
+        if status == 404 and not_found is not None:
+            raise not_found(**detail)
+        if status == 404:
+            raise errors.SaltoPermanentError("Salto KS does not know this resource", kind="not_found", **detail)
+        raise errors.SaltoPermanentError(**detail)
+
+    def _scrub(self, text: str, extra: Iterable[str] = ()) -> str:
+        """Remove every secret we know of from text Salto sent back (it might echo input)."""
+        for value in (self._password, self._client_secret, *extra):
+            if value and len(value) >= 4:
+                text = text.replace(value, "[redacted]")
+        return text
+
+    def _log(self, method: str, url: str, status: int | None, started: float | None) -> None:
+        path = urlsplit(url).path  # never the query string
+        took = f" in {(time.monotonic() - started) * 1000:.0f} ms" if started is not None else ""
+        if status is None:
+            logger.info("salto_ks %s %s failed without response%s", method, path, took)
+        else:
+            level = logging.DEBUG if status < 400 else logging.INFO
+            logger.log(level, "salto_ks %s %s -> %s%s", method, path, status, took)
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def _id(value: str) -> str:
+    # Ids go into URL paths; refuse anything that could add a path segment or a query.
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise errors.InvalidInput("A Salto KS id consists of letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _json_or_none(response: httpx2.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _parse(model: type[M], response: httpx2.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise errors.UnexpectedResponse(
+            f"Salto KS sent an unexpected {model.__name__} ({_fields(exc)})", http_status=response.status_code
+        ) from None
+
+
+def _parse_list(model: type[M], raw_items: list[Any], status: int) -> list[M]:
+    try:
+        return TypeAdapter(list[model]).validate_python(raw_items)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise errors.UnexpectedResponse(
+            f"Salto KS sent an unexpected {model.__name__} list ({_fields(exc)})", http_status=status
+        ) from None
+
+
+def _fields(exc: ValidationError) -> str:
+    # Only where and what kind of problem, never the input values (they may be secrets).
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors(include_input=False))
+
+
+def _error_fields(response: httpx2.Response) -> tuple[str | None, str]:
+    """Salto's ErrorCode (as a string; observed both "3102" and 3102) and Message, from whatever body came."""
+    body = _json_or_none(response)
+    if isinstance(body, dict):
+        lowered = {str(k).lower(): v for k, v in body.items()}
+        code = lowered.get("errorcode")
+        message = lowered.get("message") or lowered.get("detail") or lowered.get("title") or ""
+        return (str(code) if code is not None else None), _short(str(message))
+    if isinstance(body, str):
+        return None, _short(body)
+    # Plain text, e.g. "API calls quota exceeded! maximum admitted 3 per 1m." (§3.3), or HTML.
+    text = response.text if "html" not in response.headers.get("content-type", "") else ""
+    return None, _short(text)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:_MAX_MESSAGE_CHARS] + ("…" if len(text) > _MAX_MESSAGE_CHARS else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (either delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (_aware(when) - datetime.now(UTC)).total_seconds())
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,160 @@
+"""The Salto KS error taxonomy, decided once in the client.
+
+Three families: authentication (SaltoAuthError), transient (SaltoTransientError: retry later, honour
+retry_after) and permanent (SaltoPermanentError and its named kinds: never retry blindly).
+`str(exc)` is a human sentence that never contains a password, token, secret, PIN or OTP.
+
+Reference: salto-ks-api.md §2.2 (identity errors), §3.3 (error format and codes), §3.4 and §0 (retries).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+AuthReason = Literal[
+    "invalid_client", "invalid_grant", "invalid_scope", "identity_unreachable", "identity_error", "unauthorized"
+]
+
+
+class SaltoError(Exception):
+    kind: str = "salto_error"
+    summary: str = "Salto KS request failed"
+
+    def __init__(
+        self,
+        summary: str | None = None,
+        *,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        salto_message: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.error_code = error_code
+        self.salto_message = salto_message
+        if kind is not None:
+            self.kind = kind
+        if summary is not None:
+            self.summary = summary
+        super().__init__(self._sentence())
+
+    def _sentence(self) -> str:
+        details = []
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
+        if self.error_code is not None:
+            details.append(f"ErrorCode {self.error_code}")
+        if self.salto_message:
+            details.append(f"Salto says: {self.salto_message}")
+        return f"{self.summary} ({', '.join(details)})" if details else self.summary
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, http_status={self.http_status!r}, "
+            f"error_code={self.error_code!r}, salto_message={self.salto_message!r})"
+        )
+
+
+class SaltoAuthError(SaltoError):
+    """Getting or using a token failed; `reason` says which party is wrong."""
+
+    kind = "auth"
+
+    def __init__(self, summary: str | None = None, *, reason: AuthReason, **kwargs: object) -> None:
+        self.reason: AuthReason = reason
+        kwargs.setdefault("kind", f"auth_{reason}")
+        super().__init__(summary, **kwargs)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, http_status={self.http_status!r})"
+
+
+class SaltoTransientError(SaltoError):
+    """Timeouts, connection errors, 5xx and 429: worth retrying later (after `retry_after` seconds if set)."""
+
+    kind = "transient"
+    summary = "Salto KS is temporarily unavailable"
+
+    def __init__(self, summary: str | None = None, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(summary, **kwargs)  # type: ignore[arg-type]
+
+
+class SaltoPermanentError(SaltoError):
+    """Salto refused the request; repeating it unchanged will fail again."""
+
+    kind = "permanent"
+    summary = "Salto KS refused the request"
+
+
+class InvalidInput(SaltoPermanentError, ValueError):
+    """We refused to send a request because an input is malformed (caught before any HTTP call)."""
+
+    kind = "invalid_input"
+    summary = "Invalid input"
+
+
+class UnexpectedResponse(SaltoPermanentError):
+    """Salto answered 2xx with a body we cannot read (shape changed, pagination loop, foreign next link)."""
+
+    kind = "unexpected_response"
+    summary = "Salto KS sent a response this client does not understand"
+
+
+class OtpInvalid(SaltoPermanentError):
+    # 400 ErrorCode 3102 "…otp_invalid" for a wrong OTP; also 404 ErrorCode 2202 "Otp is invalid" when the
+    # OTP is missing or the account is not activated at the lock's IQ (§7.1). Never retry: each rejected
+    # OTP counts towards otp_blocked.
+    kind = "otp_invalid"
+    summary = "Salto KS rejected the one-time code (wrong IQ secret/PIN, clock skew, or account not activated)"
+
+
+class OtpBlocked(SaltoPermanentError):
+    # 403 ErrorCode 3102 "…otp_blocked" after 3-8 bad OTPs; clears itself after ~20 minutes (§3.4).
+    kind = "otp_blocked"
+    summary = "Salto KS has blocked one-time codes for this account after repeated failures (wait about 20 min)"
+
+
+class PinNotChanged(SaltoPermanentError):
+    # ErrorCode 3102 "…pin_not_changed": the IQ activation (Set PIN) was never completed (§7.3).
+    kind = "pin_not_changed"
+    summary = "The IQ activation is not complete (Set PIN was not done)"
+
+
+class SecretAlreadyIssued(SaltoPermanentError):
+    # 403 ErrorCode 2203 "Cannot get first secret for an already activated Iq.": Salto hands the secret
+    # out once; after activation (here, in the mobile app, or elsewhere) only an IQ user reset helps (§7.3).
+    kind = "secret_already_issued"
+    summary = "Salto KS already issued the IQ secret for this account; reset the IQ user in Salto KS first"
+
+
+class CommandForbidden(SaltoPermanentError):
+    # 403 ErrorCode 3102 "…command_forbidden", e.g. GET PIN after the account is already activated (§7.3).
+    kind = "command_forbidden"
+    summary = "Salto KS forbids this command for the account in its current state"
+
+
+class PermissionDenied(SaltoPermanentError):
+    # 403 (often ErrorCode 2203) when the account's role lacks the permission (§3.3, §7.1).
+    kind = "permission_denied"
+    summary = "The Salto KS account lacks permission for this operation"
+
+
+class SiteNotFound(SaltoPermanentError):
+    kind = "site_not_found"
+    summary = "No Salto KS site visible to this account has that Site UID"
+
+
+class SiteAmbiguous(SaltoPermanentError):
+    kind = "site_ambiguous"
+    summary = "More than one Salto KS site visible to this account has that Site UID"
+
+
+class LockNotFound(SaltoPermanentError):
+    kind = "lock_not_found"
+    summary = "Salto KS does not know this lock on this site"
+
+
+class IQNotFound(SaltoPermanentError):
+    kind = "iq_not_found"
+    summary = "Salto KS does not know this IQ on this site"
