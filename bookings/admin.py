@@ -89,7 +89,7 @@ class BookingFieldValueInline(admin.TabularInline[BookingFieldValue, Booking]):
 
 class BookingStatusChangeInline(admin.TabularInline[BookingStatusChange, Booking]):
     model = BookingStatusChange
-    fields = ["changed_at", "from_status", "to_status", "changed_by", "source"]
+    fields = ("changed_at", "from_status", "to_status", "changed_by", "source")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -142,4 +142,6 @@ class BookingAdmin(admin.ModelAdmin[Booking]):
         new_status = obj.status
         obj.status = Booking.objects.only("status").get(pk=obj.pk).status
         super().save_model(request, obj, form, change)
-        booking_change_status(booking=obj, status=new_status, actor=request.user, source=BookingStatusChange.Source.ADMIN)
+        booking_change_status(
+            booking=obj, status=new_status, actor=request.user, source=BookingStatusChange.Source.ADMIN
+        )

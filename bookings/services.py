@@ -69,7 +69,9 @@ def booking_create(
     return booking
 
 
-def record_initial_status(*, booking: Booking, actor: Actor = None, source: str = BookingStatusChange.Source.CREATED) -> BookingStatusChange:
+def record_initial_status(
+    *, booking: Booking, actor: Actor = None, source: str = BookingStatusChange.Source.CREATED
+) -> BookingStatusChange:
     """History and announcement for a booking that was just created in its first status."""
     change = BookingStatusChange.objects.create(
         booking=booking, from_status=None, to_status=booking.status, changed_by=_user_or_none(actor), source=source

@@ -66,10 +66,6 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
         kwargs.setdefault("editable", False)  # forms handle secrets with write-only inputs
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
-        name, path, args, kwargs = super().deconstruct()
-        return name, path, args, kwargs
-
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
         if not value:
             return ""

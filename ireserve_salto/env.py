@@ -35,11 +35,11 @@ class Env:
                 raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_name!r}: {exc.strerror}") from exc
         return None
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def text(self, name: str, default: str | None = None) -> str | None:
         value = self.raw(name)
         return default if value is None else value.strip()
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -50,7 +50,7 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), not {value!r}")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def number(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -64,7 +64,7 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}")
         return number
 
-    def list(self, name: str, default: list[str] | None = None) -> list[str]:
+    def items(self, name: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(name)
         if value is None:
             return list(default or [])
@@ -72,7 +72,7 @@ class Env:
 
     def url(self, name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
         """A URL whose scheme is one of SCHEMES and which names a host (or, for sqlite, a path)."""
-        value = self.str(name, default)
+        value = self.text(name, default)
         if value is None or value == "":
             return None
         parts = urlsplit(value)

@@ -15,15 +15,15 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env.flag("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
-SECRET_KEY = env.str("SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else None)
+SECRET_KEY = env.text("SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else None)
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS")
+ALLOWED_HOSTS = env.items("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.items("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -88,7 +88,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and cache (optional) ------------------------------------------------
-REDIS_URL = env.url("REDIS_URL", default=None, schemes=("redis", "rediss", "unix"))
+REDIS_URL: str | None = env.url("REDIS_URL", default=None, schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -108,7 +108,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
 
 # --- Time -----------------------------------------------------------------------------------
-TIME_ZONE = env.str("TIME_ZONE", "Europe/Amsterdam") or "Europe/Amsterdam"
+TIME_ZONE = env.text("TIME_ZONE", "Europe/Amsterdam") or "Europe/Amsterdam"
 USE_TZ = True
 USE_I18N = True
 LANGUAGE_CODE = "en"
@@ -122,27 +122,29 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Fernet keys, newest first; a key is dropped only after `manage.py rotate_secrets` re-encrypted
 # everything under the newest one.
 _DEV_FIELD_KEY = "ZGV2ZWxvcG1lbnQtb25seS1maWVsZC1rZXktMDAwMDA="
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS") or ([_DEV_FIELD_KEY] if DEBUG else [])
+FIELD_ENCRYPTION_KEYS: list[str] = env.items("FIELD_ENCRYPTION_KEYS") or ([_DEV_FIELD_KEY] if DEBUG else [])
 if not FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off")
 
 # --- Salto KS -------------------------------------------------------------------------------
-SALTO_KS_CLIENT_ID = env.str("SALTO_KS_CLIENT_ID", "") or ""
-SALTO_KS_CLIENT_SECRET = env.str("SALTO_KS_CLIENT_SECRET", "") or ""
+SALTO_KS_CLIENT_ID = env.text("SALTO_KS_CLIENT_ID", "") or ""
+SALTO_KS_CLIENT_SECRET = env.text("SALTO_KS_CLIENT_SECRET", "") or ""
 _HTTP = ("http", "https")
 SALTO_KS_ACCEPTANCE_IDENTITY_URL = env.url(
     "SALTO_KS_ACCEPTANCE_IDENTITY_URL", "https://identity-acc.eu.my-clay.com", schemes=_HTTP
 )
-SALTO_KS_ACCEPTANCE_API_URL = env.url("SALTO_KS_ACCEPTANCE_API_URL", "https://clp-accept-user.my-clay.com", schemes=_HTTP)
+SALTO_KS_ACCEPTANCE_API_URL = env.url(
+    "SALTO_KS_ACCEPTANCE_API_URL", "https://clp-accept-user.my-clay.com", schemes=_HTTP
+)
 SALTO_KS_PRODUCTION_IDENTITY_URL = env.url(
     "SALTO_KS_PRODUCTION_IDENTITY_URL", "https://identity.eu.my-clay.com", schemes=_HTTP
 )
 SALTO_KS_PRODUCTION_API_URL = env.url("SALTO_KS_PRODUCTION_API_URL", "https://connect.my-clay.com", schemes=_HTTP)
-SALTO_KS_HTTP_TIMEOUT_SECONDS = env.int("SALTO_KS_HTTP_TIMEOUT_SECONDS", 10, minimum=1, maximum=120)
+SALTO_KS_HTTP_TIMEOUT_SECONDS = env.number("SALTO_KS_HTTP_TIMEOUT_SECONDS", 10, minimum=1, maximum=120)
 
 # --- Opening doors --------------------------------------------------------------------------
-OPEN_FRESHNESS_SECONDS = env.int("OPEN_FRESHNESS_SECONDS", 120, minimum=5, maximum=3600)
-OPEN_DEDUPE_SECONDS = env.int("OPEN_DEDUPE_SECONDS", 10, minimum=0, maximum=600)
+OPEN_FRESHNESS_SECONDS = env.number("OPEN_FRESHNESS_SECONDS", 120, minimum=5, maximum=3600)
+OPEN_DEDUPE_SECONDS = env.number("OPEN_DEDUPE_SECONDS", 10, minimum=0, maximum=600)
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -167,7 +169,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "admin:login"
 
 # --- Logging --------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", "INFO") or "INFO"
+LOG_LEVEL = env.text("LOG_LEVEL", "INFO") or "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,104 +14,191 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='BookingField',
+            name="BookingField",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('technical_name', models.SlugField(help_text='For example custom01.', unique=True)),
-                ('field_type', models.CharField(choices=[('text', 'Text'), ('number', 'Number'), ('datetime', 'Date and time')], max_length=20)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("technical_name", models.SlugField(help_text="For example custom01.", unique=True)),
+                (
+                    "field_type",
+                    models.CharField(
+                        choices=[("text", "Text"), ("number", "Number"), ("datetime", "Date and time")], max_length=20
+                    ),
+                ),
             ],
             options={
-                'ordering': ['technical_name'],
+                "ordering": ["technical_name"],
             },
         ),
         migrations.CreateModel(
-            name='BookingStatus',
+            name="BookingStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.PositiveIntegerField(unique=True)),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("code", models.PositiveIntegerField(unique=True)),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
             ],
             options={
-                'verbose_name_plural': 'booking statuses',
-                'ordering': ['code'],
+                "verbose_name_plural": "booking statuses",
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='BookableObject',
+            name="BookableObject",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('parent', models.ForeignKey(blank=True, help_text='Leave empty for a main object; pick the main object for a sub-object.', limit_choices_to={'parent__isnull': True}, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='sub_objects', to='bookings.bookableobject')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Leave empty for a main object; pick the main object for a sub-object.",
+                        limit_choices_to={"parent__isnull": True},
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sub_objects",
+                        to="bookings.bookableobject",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Booking',
+            name="Booking",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('customer_name', models.CharField(max_length=200)),
-                ('customer_email', models.EmailField(blank=True, max_length=254)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('object', models.ForeignKey(help_text='The main object or the specific sub-object that was booked.', on_delete=django.db.models.deletion.PROTECT, related_name='bookings', to='bookings.bookableobject')),
-                ('status', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bookings', to='bookings.bookingstatus')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("customer_name", models.CharField(max_length=200)),
+                ("customer_email", models.EmailField(blank=True, max_length=254)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "object",
+                    models.ForeignKey(
+                        help_text="The main object or the specific sub-object that was booked.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="bookings",
+                        to="bookings.bookableobject",
+                    ),
+                ),
+                (
+                    "status",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="bookings",
+                        to="bookings.bookingstatus",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start'],
+                "ordering": ["-start"],
             },
         ),
         migrations.CreateModel(
-            name='BookingFieldValue',
+            name="BookingFieldValue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text_value', models.TextField(blank=True, default='')),
-                ('number_value', models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
-                ('datetime_value', models.DateTimeField(blank=True, null=True)),
-                ('booking', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='field_values', to='bookings.booking')),
-                ('field', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='values', to='bookings.bookingfield')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("text_value", models.TextField(blank=True, default="")),
+                ("number_value", models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
+                ("datetime_value", models.DateTimeField(blank=True, null=True)),
+                (
+                    "booking",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="field_values", to="bookings.booking"
+                    ),
+                ),
+                (
+                    "field",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="values", to="bookings.bookingfield"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='BookingStatusChange',
+            name="BookingStatusChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('created', 'Booking created'), ('admin', 'Admin'), ('api', 'API'), ('integration', 'Integration (after opening)'), ('system', 'System')], max_length=20)),
-                ('changed_at', models.DateTimeField(auto_now_add=True)),
-                ('booking', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_changes', to='bookings.booking')),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('from_status', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='bookings.bookingstatus')),
-                ('to_status', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='bookings.bookingstatus')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("created", "Booking created"),
+                            ("admin", "Admin"),
+                            ("api", "API"),
+                            ("integration", "Integration (after opening)"),
+                            ("system", "System"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("changed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "booking",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="status_changes",
+                        to="bookings.booking",
+                    ),
+                ),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "from_status",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="bookings.bookingstatus",
+                    ),
+                ),
+                (
+                    "to_status",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="bookings.bookingstatus"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
-                'get_latest_by': 'changed_at',
+                "ordering": ["-changed_at", "-id"],
+                "get_latest_by": "changed_at",
             },
         ),
         migrations.AddConstraint(
-            model_name='bookableobject',
-            constraint=models.CheckConstraint(condition=models.Q(('parent', models.F('id')), _negated=True), name='object_is_not_its_own_parent'),
+            model_name="bookableobject",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("parent", models.F("id")), _negated=True), name="object_is_not_its_own_parent"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bookableobject',
-            constraint=models.UniqueConstraint(fields=('parent', 'name'), name='unique_object_name_per_parent'),
+            model_name="bookableobject",
+            constraint=models.UniqueConstraint(fields=("parent", "name"), name="unique_object_name_per_parent"),
         ),
         migrations.AddConstraint(
-            model_name='bookingfieldvalue',
-            constraint=models.UniqueConstraint(fields=('booking', 'field'), name='one_value_per_booking_field'),
+            model_name="bookingfieldvalue",
+            constraint=models.UniqueConstraint(fields=("booking", "field"), name="one_value_per_booking_field"),
         ),
         migrations.AddIndex(
-            model_name='booking',
-            index=models.Index(fields=['start', 'end'], name='bookings_bo_start_352e72_idx'),
+            model_name="booking",
+            index=models.Index(fields=["start", "end"], name="bookings_bo_start_352e72_idx"),
         ),
         migrations.AddConstraint(
-            model_name='booking',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='booking_ends_after_start'),
+            model_name="booking",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))), name="booking_ends_after_start"
+            ),
         ),
     ]

@@ -57,25 +57,25 @@ def test_it_never_prints_the_password_of_a_bad_url() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("off", False), ("", False)])
 def test_it_reads_booleans(value: str, expected: bool) -> None:
-    assert Env({"DEBUG": value}).bool("DEBUG") is expected
+    assert Env({"DEBUG": value}).flag("DEBUG") is expected
 
 
 def test_it_rejects_a_non_boolean() -> None:
     with pytest.raises(ImproperlyConfigured, match="DEBUG must be a boolean"):
-        Env({"DEBUG": "maybe"}).bool("DEBUG")
+        Env({"DEBUG": "maybe"}).flag("DEBUG")
 
 
 def test_it_checks_integer_bounds() -> None:
     with pytest.raises(ImproperlyConfigured, match="OPEN_FRESHNESS_SECONDS must be at least 5"):
-        Env({"OPEN_FRESHNESS_SECONDS": "1"}).int("OPEN_FRESHNESS_SECONDS", 120, minimum=5)
+        Env({"OPEN_FRESHNESS_SECONDS": "1"}).number("OPEN_FRESHNESS_SECONDS", 120, minimum=5)
     with pytest.raises(ImproperlyConfigured, match="must be a whole number"):
-        Env({"OPEN_FRESHNESS_SECONDS": "soon"}).int("OPEN_FRESHNESS_SECONDS", 120)
+        Env({"OPEN_FRESHNESS_SECONDS": "soon"}).number("OPEN_FRESHNESS_SECONDS", 120)
 
 
 def test_it_reads_secrets_from_files(tmp_path: Path) -> None:
     secret_file = tmp_path / "key"
     secret_file.write_text("from-a-file\n")
-    assert Env({"SECRET_KEY_FILE": str(secret_file)}).str("SECRET_KEY") == "from-a-file"
+    assert Env({"SECRET_KEY_FILE": str(secret_file)}).text("SECRET_KEY") == "from-a-file"
 
 
 def _start_django(**overrides: str) -> subprocess.CompletedProcess[str]:

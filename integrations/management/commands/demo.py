@@ -44,9 +44,7 @@ class Command(BaseCommand):
         child_env = {**os.environ, **self._sandbox_environment(sandbox_url)}
         children = [
             subprocess.Popen([sys.executable, MANAGE, "salto_sandbox", "--port", str(sandbox_port)], env=child_env),
-            subprocess.Popen(
-                [sys.executable, MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"], env=child_env
-            ),
+            subprocess.Popen([sys.executable, MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"], env=child_env),
         ]
         try:
             self._wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
@@ -85,7 +83,7 @@ class Command(BaseCommand):
         demo_integration_prefill()
 
     def _print_accounts(self, port: int, sandbox_url: str) -> None:
-        self.stdout.write(self.style.MIGRATE_HEADING("\nDemo accounts (log in at http://127.0.0.1:%d/admin/):" % port))
+        self.stdout.write(self.style.MIGRATE_HEADING(f"\nDemo accounts (log in at http://127.0.0.1:{port}/admin/):"))
         for account in DEMO_ACCOUNTS:
             self.stdout.write(f"  {account.role:<22} username: {account.username:<10} password: {account.password}")
         self.stdout.write(f"\nSalto KS sandbox: {sandbox_url}/_sandbox/ shows each lock's opens.\n")
