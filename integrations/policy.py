@@ -156,7 +156,9 @@ def decide(
         return _refuse(Refusal.NO_INTEGRATION, "no Salto KS integration is configured.")
 
     lock = resolve_lock(booking=booking, mappings=mappings)
-    window_start, window_end = open_window(start=booking.start, end=booking.end, minutes_before=integration.minutes_before)
+    window_start, window_end = open_window(
+        start=booking.start, end=booking.end, minutes_before=integration.minutes_before
+    )
     now_utc = now.astimezone(UTC)
 
     def refuse(refusal: Refusal, reason: str) -> Decision:

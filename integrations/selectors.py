@@ -92,9 +92,8 @@ def booking_open_assessment(*, booking: Booking, now: datetime | None = None) ->
     integration = integration_for_booking(booking=booking)
     facts = booking_facts(booking=booking)
     if integration is None:
-        return OpenAssessment(
-            None, decide(integration=None, booking=facts, mappings=[], locks={}, now=now, tz=timezone.get_default_timezone())
-        )
+        tz = timezone.get_default_timezone()
+        return OpenAssessment(None, decide(integration=None, booking=facts, mappings=[], locks={}, now=now, tz=tz))
     decision = decide(
         integration=integration_facts(integration=integration),
         booking=facts,

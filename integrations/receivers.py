@@ -1,0 +1,32 @@
+"""Integrations listens to the booking domain; bookings never imports integrations."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import receiver
+
+from bookings.models import BookingStatusChange
+from bookings.signals import booking_status_changed
+from integrations.models import Integration, OpenRequest
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(booking_status_changed, dispatch_uid="integrations.open_on_status_change")
+def open_on_status_change(sender: Any, change: BookingStatusChange, **kwargs: Any) -> None:
+    """Decision 1a: a booking that *entered* an allowed status asks for an open, if automatic opening is on."""
+    # The integration's own check-in move must never open again (decision 5).
+    if change.source == BookingStatusChange.Source.INTEGRATION:
+        return
+    if change.from_status_id == change.to_status_id:
+        return
+    wanted = Integration.objects.filter(
+        is_active=True, open_on_status_change=True, open_statuses=change.to_status_id
+    ).exists()
+    if not wanted:
+        return
+    from integrations.services.opening import open_request_create
+
+    open_request_create(booking=change.booking, trigger=OpenRequest.Trigger.STATUS_CHANGE, actor=change.changed_by)

@@ -1,0 +1,59 @@
+"""Celery tasks of the opening flow: thin adapters taking ids and calling one service each.
+
+`perform_open` is idempotent (the conditional claim lets exactly one caller send), which is what makes
+`acks_late` safe: a task redelivered after a worker crash finds the row no longer pending and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from integrations.models import Integration
+from integrations.services.health import integration_health_check
+from integrations.services.opening import open_request_enqueue, open_request_perform, open_requests_sweep
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    name="integrations.perform_open",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=45,
+)
+def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
+    outcome = open_request_perform(open_request_id=open_request_id)
+    if outcome.retry_in is not None:
+        # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
+        # first claims it. Stay on the queue this message came from.
+        delivery_info = getattr(self.request, "delivery_info", None) or {}
+        open_request_enqueue(
+            open_request_id=open_request_id, countdown=outcome.retry_in, queue=delivery_info.get("routing_key")
+        )
+
+
+@shared_task(
+    name="integrations.sweep_open_requests", acks_late=True, ignore_result=True, soft_time_limit=20, time_limit=30
+)
+def sweep_open_requests() -> None:
+    open_requests_sweep()
+
+
+@shared_task(
+    name="integrations.check_integration_health", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def check_integration_health(integration_id: int) -> None:
+    integration = Integration.objects.filter(pk=integration_id, is_active=True).first()
+    if integration is not None:
+        integration_health_check(integration=integration)
+
+
+@shared_task(name="integrations.check_integrations_health", ignore_result=True, soft_time_limit=20, time_limit=30)
+def check_integrations_health() -> None:
+    for integration_id in Integration.objects.filter(is_active=True).values_list("pk", flat=True):
+        check_integration_health.delay(integration_id)
