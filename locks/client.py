@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from django.conf import settings
 from django.core.cache.backends.base import BaseCache
@@ -153,7 +154,7 @@ class SaltoClient:
             ) from None
         except errors.SaltoError:
             raise
-        except Exception:
+        except (OAuthError, httpx2.HTTPStatusError, ValueError):
             # authlib raises its own errors for bodies it cannot parse; never chain them (they may
             # carry the request).
             raise errors.SaltoAuthError(
