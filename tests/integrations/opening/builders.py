@@ -1,0 +1,99 @@
+"""Small explicit builders for the opening tests (also used by the API and end-to-end tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+
+from bookings.models import BookableObject, Booking, BookingField, BookingStatus
+from integrations.models import CachedLock, Integration, LockMapping
+
+SITE_ID = "8d2f4c1a-6e3b-4a57-9b0d-1c5e7f2a3b64"
+IQ_ID = "1c0a7e52-9d34-4b8f-a6e1-3f2b5c8d0e71"
+FRONT_DOOR = "a1000000-0000-0000-0000-000000000001"
+STUDIO_2_DOOR = "a1000000-0000-0000-0000-000000000003"
+SECRET = "ABCDEFGHIJKLMNOP"
+PIN = "1234"
+USERNAME = "doors@example.com"
+PASSWORD = "pa55-word-never-shown"
+
+
+@dataclass
+class World:
+    new: BookingStatus
+    paid: BookingStatus
+    checkin: BookingStatus
+    cancelled: BookingStatus
+    building: BookableObject
+    studio: BookableObject
+    garage: BookableObject
+    last_open: BookingField
+    integration: Integration
+
+
+def make_world(**integration_fields: Any) -> World:
+    new = BookingStatus.objects.create(code=10, name="New")
+    paid = BookingStatus.objects.create(code=30, name="Paid")
+    checkin = BookingStatus.objects.create(code=50, name="Checked in")
+    cancelled = BookingStatus.objects.create(code=70, name="Cancelled")
+    building = BookableObject.objects.create(name="Building A")
+    studio = BookableObject.objects.create(name="Studio 2", parent=building)
+    garage = BookableObject.objects.create(name="Garage")
+    last_open = BookingField.objects.create(
+        name="Last open", technical_name="custom01", field_type=BookingField.FieldType.DATETIME
+    )
+    values: dict[str, Any] = {
+        "name": "Salto KS acceptance",
+        "environment": "acceptance",
+        "site_uid": "NL6254340082",
+        "site_id": SITE_ID,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "iq_id": IQ_ID,
+        "iq_secret": SECRET,
+        "current_pin": PIN,
+        "activation_state": Integration.ActivationState.ACTIVATED,
+        "activated_at": timezone.now(),
+        "minutes_before": 15,
+        "last_open_field": last_open,
+        "checkin_status": checkin,
+        "is_active": True,
+        **integration_fields,
+    }
+    integration = Integration.objects.create(**values)
+    # Checked-in guests may open again (people go in and out); that is what makes the loop guard matter.
+    integration.open_statuses.set([paid, checkin])
+    LockMapping.objects.create(integration=integration, object=building, lock_id=FRONT_DOOR, lock_name="Front door")
+    CachedLock.objects.create(
+        integration=integration, lock_id=FRONT_DOOR, name="Front door", iq_id=IQ_ID, refreshed_at=timezone.now()
+    )
+    return World(new, paid, checkin, cancelled, building, studio, garage, last_open, integration)
+
+
+def make_booking(
+    world: World,
+    *,
+    status: BookingStatus | None = None,
+    obj: BookableObject | None = None,
+    start: datetime | None = None,
+    hours: float = 2,
+) -> Booking:
+    start = start or timezone.now() - timedelta(minutes=5)
+    return Booking.objects.create(
+        object=obj or world.studio,
+        start=start,
+        end=start + timedelta(hours=hours),
+        status=status or world.new,
+        customer_name="Guest",
+    )
+
+
+def make_user(username: str, *, group: str | None = None, **fields: Any) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username, is_staff=True, **fields)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
