@@ -1,0 +1,670 @@
+"""The operator's console: one service per button of the integration change page, plus saving its config.
+
+Every service takes keyword arguments, talks to Salto KS (through `integrations.salto`) outside any
+transaction, then writes its result in a short transaction that first re-reads the row and checks the
+identity it used is still the stored one: an operator may change Environment or account in another tab
+while a slow Salto call runs, and a result for the old identity must never land on the new one.
+
+Services return an `Outcome` (a message for the operator and its level); the admin only shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import CachedLock, Integration, LockMapping
+from integrations.salto import client_for
+from locks import errors
+from locks.otp import is_valid_pin
+
+logger = logging.getLogger(__name__)
+
+Level = Literal["success", "info", "warning", "error"]
+
+# Which account and site a Salto answer belongs to. Changing one of these makes earlier answers
+# (site id, access test, IQ secret and PIN, lock list) meaningless, or worse, wrong for production.
+IDENTITY_FIELDS = ("environment", "site_uid", "username")
+SECRET_LABELS = {"password": "Password", "iq_secret": "IQ secret", "current_pin": "current pin"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+    level: Level = "success"
+    details: list[str] = field(default_factory=list)
+
+    @classmethod
+    def success(cls, message: str, details: list[str] | None = None) -> Outcome:
+        return cls(True, message, "success", details or [])
+
+    @classmethod
+    def failure(cls, message: str, details: list[str] | None = None) -> Outcome:
+        return cls(False, message, "error", details or [])
+
+    @classmethod
+    def warning(cls, message: str, details: list[str] | None = None) -> Outcome:
+        return cls(True, message, "warning", details or [])
+
+    @property
+    def text(self) -> str:
+        """Message and details as one line of plain text (for stored results and plain-text views)."""
+        return " ".join([self.message, *self.details])
+
+
+class _IdentityChanged(Exception):
+    """The integration's environment/site/account changed while we were talking to Salto."""
+
+
+IDENTITY_CHANGED_MESSAGE = (
+    "The Environment, Site UID or account was changed while Salto KS was being asked; the answer was "
+    "discarded. Click the button again."
+)
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _identity(integration: Integration) -> tuple[str, ...]:
+    return (
+        integration.environment,
+        integration.site_uid.strip(),
+        integration.username.strip(),
+        integration.password,
+        integration.site_id,
+        integration.iq_id.strip(),
+    )
+
+
+def _env_label(integration: Integration) -> str:
+    return str(Integration.EnvironmentChoice(integration.environment).label)
+
+
+def format_local(moment: datetime) -> str:
+    """A moment in the console's local time, with the zone's name, e.g. 25-11-2026 15:04 (Europe/Amsterdam)."""
+    local = timezone.localtime(moment)
+    return f"{local:%d-%m-%Y %H:%M} ({timezone.get_current_timezone_name()})"
+
+
+def _save_guarded(
+    integration: Integration, expected: tuple[str, ...], *, change_reason: str | None = None, **values: Any
+) -> Integration:
+    """Write VALUES on the integration row if its identity is still EXPECTED; update INTEGRATION in place."""
+    with transaction.atomic():
+        current = Integration.objects.select_for_update().get(pk=integration.pk)
+        if _identity(current) != expected:
+            raise _IdentityChanged
+        for name, value in values.items():
+            setattr(current, name, value)
+            setattr(integration, name, value)
+        if change_reason:
+            current._change_reason = change_reason  # type: ignore[attr-defined]
+        current.save(update_fields=[*values, "updated_at"])
+    return integration
+
+
+def _auth_message(exc: errors.SaltoAuthError, integration: Integration) -> str:
+    env = _env_label(integration)
+    if exc.reason == "invalid_grant":
+        return (
+            f"Bad account: Salto KS rejected the username or password in {env}. Check the Username and Password "
+            "(no stray spaces), and that this account belongs to the selected Environment: an acceptance account "
+            "does not exist in production and vice versa."
+        )
+    if exc.reason == "invalid_client":
+        return (
+            f"Salto KS does not accept the platform's client credentials for {env} (invalid_client). "
+            "Check the client credentials (SALTO_KS_CLIENT_ID / SALTO_KS_CLIENT_SECRET, managed by the platform "
+            "administrator) and that the Environment is right."
+        )
+    if exc.reason == "invalid_scope":
+        return (
+            "The platform's client may not request the Connect API scope (invalid_scope); "
+            "ask Salto to enable user_api.full_access for the client."
+        )
+    if exc.reason == "identity_unreachable":
+        return f"The Salto KS identity server for {env} cannot be reached: {exc}. Try again in a moment."
+    return f"Salto KS refused access: {exc}."
+
+
+def _generic_failure(exc: errors.SaltoError, integration: Integration, *, doing: str) -> str:
+    if isinstance(exc, errors.SaltoAuthError):
+        return _auth_message(exc, integration)
+    if isinstance(exc, errors.SaltoTransientError):
+        return f"Salto KS could not be reached while {doing}: {exc}. Nothing was changed; try again in a moment."
+    if isinstance(exc, errors.PermissionDenied):
+        return (
+            f"Error while {doing}: {exc}. Check the account's rights in Salto (use a service account with "
+            "site-admin rights, not a personal address)."
+        )
+    return f"Error while {doing}: {exc}."
+
+
+def _missing(integration: Integration, *needs: str) -> list[str]:
+    texts = {
+        "site_uid": "Enter the Site UID first.",
+        "site_id": "Resolve site ID first (Authentication tab).",
+        "iq_id": "Enter the IQ id (the UUID of the IQ gateway) first.",
+        "iq_secret": "There is no IQ secret yet: click GET PIN first.",
+        "current_pin": "The current pin is empty: click GET PIN, or type the PIN Salto KS sent you into current pin.",
+        "username": "Enter the Username first.",
+        "password": "Enter the Password first.",
+    }
+    return [texts[name] for name in needs if not str(getattr(integration, name) or "").strip()]
+
+
+# --- Resolve site ID ----------------------------------------------------------------------------------
+
+
+def site_resolve_id(*, integration: Integration) -> Outcome:
+    """Look up the Site UID among the account's sites and store the site's id (the only writer of Site ID)."""
+    missing = _missing(integration, "site_uid", "username", "password")
+    if missing:
+        return Outcome.failure("Resolve site ID: " + " ".join(missing))
+    expected = _identity(integration)
+    uid = integration.site_uid.strip()
+    env = _env_label(integration)
+    try:
+        with client_for(integration) as client:
+            site = client.resolve_site(uid)
+    except errors.InvalidInput as exc:
+        return Outcome.failure(f"Resolve site ID: {exc}; check the Site UID (e.g. NL6254340082).")
+    except errors.SiteNotFound:
+        return Outcome.failure(
+            f"Site UID {uid} was not found among the sites account {integration.username} can see in {env}. "
+            "Check the Site UID and that the Environment matches it (an acceptance site is not visible in "
+            "production and vice versa). No site id after resolving → check the client credentials."
+        )
+    except errors.SiteAmbiguous:
+        return Outcome.failure(
+            f"Site UID {uid} was found more than once among the sites this account can see in {env}. "
+            "The Site ID was not changed; ask Salto to sort out the duplicate site."
+        )
+    except errors.SaltoAuthError as exc:
+        return Outcome.failure(_auth_message(exc, integration))
+    except errors.SaltoError as exc:
+        message = _generic_failure(exc, integration, doing="resolving the site")
+        if not isinstance(exc, errors.SaltoTransientError | errors.PermissionDenied):
+            message += " An error while resolving → check the account's rights in Salto."
+        return Outcome.failure(message)
+    try:
+        _save_guarded(integration, expected, site_id=site.id, site_resolved_at=timezone.now())
+    except _IdentityChanged:
+        return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
+    name = f" “{site.customer_reference}”" if site.customer_reference else ""
+    return Outcome.success(f"Site ID resolved: Site UID {uid} is site{name} with id {site.id}.")
+
+
+# --- Test / request access ----------------------------------------------------------------------------
+
+
+def access_test(*, integration: Integration) -> Outcome:
+    """Fetch a fresh token for the account; record and report success (with expiry) or the exact reason."""
+    missing = _missing(integration, "username", "password")
+    if missing:
+        return Outcome.failure("Test / request access: " + " ".join(missing))
+    expected = _identity(integration)
+    try:
+        with client_for(integration) as client:
+            token = client.fetch_token(force=True)
+    except errors.SaltoError as exc:
+        outcome = Outcome.failure("Access failed: " + _generic_failure(exc, integration, doing="requesting access"))
+    else:
+        outcome = Outcome.success(
+            f"Access OK: Salto KS issued a token for {integration.username} in {_env_label(integration)}, "
+            f"valid until {format_local(token.expires_at)}."
+        )
+    try:
+        _save_guarded(
+            integration,
+            expected,
+            access_tested_at=timezone.now(),
+            access_test_ok=outcome.ok,
+            access_test_message=outcome.text,
+        )
+    except _IdentityChanged:
+        return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
+    return outcome
+
+
+# --- GET PIN ------------------------------------------------------------------------------------------
+
+
+def iq_pin_get(*, integration: Integration, send_email: bool = False) -> Outcome:
+    """Fetch the IQ secret (first time only) and ask Salto for the current IQ PIN."""
+    missing = _missing(integration, "site_id", "iq_id")
+    if missing:
+        return Outcome.failure("GET PIN: " + " ".join(missing))
+    expected = _identity(integration)
+    iq_id = integration.iq_id.strip()
+    notes: list[str] = []
+    try:
+        with client_for(integration) as client:
+            if not integration.iq_secret:
+                try:
+                    secret = client.get_iq_secret(integration.site_id, iq_id)
+                except errors.SecretAlreadyIssued:
+                    return Outcome.failure(
+                        f"GET PIN: Salto KS refuses to hand out the IQ secret because account {integration.username} "
+                        f"was already activated at IQ {iq_id} (here, in the Salto KS app or elsewhere). "
+                        "Reset the IQ user of this account in Salto KS, then click GET PIN again."
+                    )
+                # Salto hands the secret out once: store it before anything else can fail.
+                _save_guarded(
+                    integration, expected, iq_secret=secret, change_reason="IQ secret changed (fetched by GET PIN)"
+                )
+                notes.append("The IQ secret was fetched and stored encrypted.")
+            result = client.request_iq_pin(integration.site_id, iq_id, send_email=send_email)
+    except _IdentityChanged:
+        return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
+    except errors.IQNotFound:
+        return Outcome.failure(
+            f"GET PIN: IQ id {iq_id} was not found on this site. Check the IQ id (the UUID of the IQ gateway "
+            "linked to the site, not its name).",
+            notes,
+        )
+    except errors.CommandForbidden:
+        return Outcome.failure(
+            f"GET PIN: Salto KS refuses to send the PIN because account {integration.username} is already "
+            f"activated at IQ {iq_id}. If you know the IQ's current PIN, type it into current pin and use Set PIN; "
+            "otherwise reset the IQ user of this account in Salto KS.",
+            notes,
+        )
+    except errors.SaltoError as exc:
+        return Outcome.failure("GET PIN failed: " + _generic_failure(exc, integration, doing="getting the PIN"), notes)
+
+    if result.pin is not None:
+        try:
+            _save_guarded(
+                integration,
+                expected,
+                current_pin=result.pin.get_secret_value(),
+                change_reason="current pin changed (filled by GET PIN)",
+            )
+        except _IdentityChanged:
+            return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
+        return Outcome.success(
+            "GET PIN: the IQ's current PIN was filled into current pin (stored encrypted, never shown). "
+            "Now enter the desired 4-digit PIN in new pin and click Set PIN.",
+            notes,
+        )
+    where = (
+        f"by e-mail to the address of account {integration.username}"
+        if result.sent_by == "email"
+        else f"by SMS to the phone number of account {integration.username}"
+    )
+    return Outcome.warning(
+        f"GET PIN: Salto KS sent the current PIN {where}. Type it into current pin, enter the desired 4-digit "
+        "PIN in new pin and click Set PIN.",
+        notes,
+    )
+
+
+# --- Set PIN ------------------------------------------------------------------------------------------
+
+
+def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
+    """Set NEW_PIN on the IQ, signed with the OTP of the current pin and IQ secret; on success: activated."""
+    new_pin = (new_pin or "").strip()
+    missing = _missing(integration, "site_id", "iq_id", "iq_secret", "current_pin")
+    if not is_valid_pin(new_pin):
+        missing.append("Enter the desired 4-digit PIN in new pin.")
+    if missing:
+        return Outcome.failure("Set PIN: " + " ".join(missing) + " Nothing was changed.")
+    if not is_valid_pin(integration.current_pin):
+        return Outcome.failure("Set PIN: the current pin must be 4 digits. Nothing was changed.")
+    expected = _identity(integration)
+    try:
+        with client_for(integration) as client:
+            client.set_iq_pin(
+                integration.site_id,
+                integration.iq_id.strip(),
+                secret=integration.iq_secret,
+                current_pin=integration.current_pin,
+                new_pin=new_pin,
+            )
+    except errors.OtpInvalid as exc:
+        said = f" Salto KS said: {exc.salto_message}." if exc.salto_message else ""
+        return Outcome.failure(
+            "Set PIN failed — OTP rejected: the current pin is wrong (or the stored IQ secret no longer matches "
+            f"this IQ). Nothing was changed.{said} Check current pin (GET PIN again if unsure); repeated wrong "
+            "codes make Salto KS block OTPs for about 20 minutes."
+        )
+    except errors.OtpBlocked:
+        return Outcome.failure(
+            "Set PIN failed: Salto KS has blocked OTPs for this account after repeated wrong codes; wait about "
+            "20 minutes, check current pin, then try again. Nothing was changed."
+        )
+    except errors.SaltoTransientError as exc:
+        return Outcome.failure(
+            f"Set PIN: Salto KS did not answer properly ({exc}). The IQ may or may not have taken the new PIN: "
+            "click Set PIN again; if it then says the OTP was rejected, the new PIN is already active — type it "
+            "into current pin."
+        )
+    except errors.SaltoError as exc:
+        return Outcome.failure(
+            "Set PIN failed: " + _generic_failure(exc, integration, doing="setting the PIN") + " Nothing was changed."
+        )
+    now = timezone.now()
+    try:
+        _save_guarded(
+            integration,
+            expected,
+            current_pin=new_pin,
+            activation_state=Integration.ActivationState.ACTIVATED,
+            activated_at=now,
+            reactivation_reason="",
+            change_reason="current pin changed (Set PIN); IQ activated",
+        )
+    except _IdentityChanged:
+        # The IQ did take the PIN; say so, since the operator will need it.
+        return Outcome.failure(
+            "Set PIN succeeded at Salto KS, but the integration's Environment, Site or account changed meanwhile, "
+            "so it was not recorded here. The IQ's PIN is now the one you entered in new pin."
+        )
+    return Outcome.success(f"IQ is activated (since {format_local(now)}). The new PIN is stored as current pin.")
+
+
+# --- GET locks ----------------------------------------------------------------------------------------
+
+
+def locks_refresh(*, integration: Integration) -> Outcome:
+    """Replace the cached lock list with the site's locks (all pages) and report what the operator must know."""
+    missing = _missing(integration, "site_id")
+    if missing:
+        return Outcome.failure("GET locks: " + " ".join(missing))
+    expected = _identity(integration)
+    try:
+        with client_for(integration) as client:
+            locks = client.list_locks(integration.site_id)
+    except errors.SaltoError as exc:
+        outcome = Outcome.failure(
+            "GET locks failed: " + _generic_failure(exc, integration, doing="fetching the locks")
+            + " The lock list was not changed."
+        )
+        try:
+            _save_guarded(integration, expected, locks_refresh_message=outcome.text)
+        except _IdentityChanged:
+            pass
+        return outcome
+
+    now = timezone.now()
+    iq_id = integration.iq_id.strip()
+    rows = [
+        CachedLock(
+            integration=integration,
+            lock_id=lock.id,
+            name=lock.customer_reference or lock.id,
+            iq_id=lock.iq_id or "",
+            iq_name=(lock.iq.customer_reference or "") if lock.iq else "",
+            # Salto not saying counts as offline: the dropdown should not promise a reachable door.
+            online=bool(lock.online),
+            iq_online=bool(lock.iq.is_online) if lock.iq and lock.iq.is_online is not None else True,
+            refreshed_at=now,
+        )
+        for lock in {lock.id: lock for lock in locks}.values()
+    ]
+    names = {row.lock_id: row.name for row in rows}
+    offline = [row.name for row in rows if not row.online or not row.iq_online]
+    other_iq = [row.name for row in rows if iq_id and row.iq_id and row.iq_id != iq_id]
+    try:
+        with transaction.atomic():
+            current = Integration.objects.select_for_update().get(pk=integration.pk)
+            if _identity(current) != expected:
+                raise _IdentityChanged
+            CachedLock.objects.filter(integration=current).delete()
+            CachedLock.objects.bulk_create(rows)
+            gone: list[str] = []
+            for mapping in LockMapping.objects.filter(integration=current).select_related("object__parent"):
+                if mapping.lock_id not in names:
+                    gone.append(f"{mapping_target_label(mapping)} → {mapping.lock_name or mapping.lock_id}")
+                elif mapping.lock_name != names[mapping.lock_id]:
+                    mapping.lock_name = names[mapping.lock_id]  # renamed in Salto
+                    mapping.save(update_fields=["lock_name"])
+            details = []
+            if offline:
+                details.append("Offline: " + ", ".join(sorted(offline)) + ".")
+            if other_iq:
+                details.append("On another IQ (cannot be mapped): " + ", ".join(sorted(other_iq)) + ".")
+            if not iq_id:
+                details.append("Enter the IQ id to see which locks hang on this integration's IQ.")
+            if gone:
+                details.append("Mapped locks that no longer exist in the site: " + "; ".join(gone) + ".")
+            count = len(rows)
+            outcome_cls = Outcome.warning if gone else Outcome.success
+            outcome = outcome_cls(f"GET locks: {count} lock{'s' if count != 1 else ''} in the site.", details)
+            current.locks_refreshed_at = now
+            current.locks_refresh_message = outcome.text
+            current.save(update_fields=["locks_refreshed_at", "locks_refresh_message", "updated_at"])
+            integration.locks_refreshed_at = now
+            integration.locks_refresh_message = outcome.text
+    except _IdentityChanged:
+        return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
+    return outcome
+
+
+# --- reads used by the console ------------------------------------------------------------------------
+
+
+def mapping_target_label(mapping: LockMapping) -> str:
+    return "* (wildcard)" if mapping.object_id is None else mapping.object.label  # type: ignore[union-attr]
+
+
+def mapping_problem(*, integration: Integration, lock_id: str, cached: dict[str, CachedLock] | None = None) -> str:
+    """Why a mapping to LOCK_ID cannot be used right now ("" if it can), judged from the cached lock list."""
+    if cached is None:
+        cached = {lock.lock_id: lock for lock in integration.cached_locks.all()}
+    lock = cached.get(lock_id)
+    if lock is None:
+        return "not in the lock list — click GET locks (and map another lock if it is gone)"
+    iq_id = integration.iq_id.strip()
+    if iq_id and lock.iq_id and lock.iq_id != iq_id:
+        return "on another IQ — this integration's OTP is not accepted there"
+    return ""
+
+
+def activation_missing_steps(
+    *, integration: Integration, mappings: Sequence[tuple[int | None, str]] | None = None
+) -> list[str]:
+    """Every step still missing before INTEGRATION may be active, in the manual's order.
+
+    MAPPINGS are (object id or None for the wildcard, lock id) pairs; by default the stored ones (the
+    change form passes the rows being saved, so mapping and activating can happen in one save).
+    """
+    if mappings is None:
+        mappings = list(integration.mappings.values_list("object_id", "lock_id"))
+    steps: list[str] = []
+    if not integration.site_id:
+        steps.append("Site resolved: click Resolve site ID on the Authentication tab.")
+    if not integration.access_test_ok:
+        steps.append("Access tested OK: click Test / request access on the Authentication tab.")
+    if integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION:
+        reason = f" ({integration.reactivation_reason})" if integration.reactivation_reason else ""
+        steps.append(f"IQ activated: the IQ needs re-activation{reason}; use GET PIN and Set PIN again.")
+    elif not integration.is_activated:
+        steps.append("IQ activated: use GET PIN and Set PIN in the IQ OTP setup block until “IQ is activated”.")
+    if not mappings:
+        steps.append("At least one mapping: click GET locks and map an object (or the wildcard) on the Mapping tab.")
+    else:
+        cached = {lock.lock_id: lock for lock in integration.cached_locks.all()} if integration.pk else {}
+        for object_id, lock_id in mappings:
+            problem = mapping_problem(integration=integration, lock_id=lock_id, cached=cached)
+            if problem:
+                lock = cached.get(lock_id)
+                steps.append(f"Mapping to lock {lock.name if lock else lock_id}: {problem}.")
+        object_ids = [object_id for object_id, _ in mappings if object_id is not None]
+        for conflict in mapping_conflicts(integration=integration, object_ids=object_ids):
+            steps.append(conflict)
+    return steps
+
+
+def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int]) -> list[str]:
+    """Objects among OBJECT_IDS that another *active* integration already maps (at most one may)."""
+    others = (
+        LockMapping.objects.filter(object_id__in=list(object_ids), integration__is_active=True)
+        .exclude(integration_id=integration.pk)
+        .select_related("object__parent", "integration")
+        .order_by("object__name")
+    )
+    return [
+        f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
+        "an object may be mapped by at most one active integration."
+        for m in others
+    ]
+
+
+# --- Activate / deactivate ----------------------------------------------------------------------------
+
+
+def integration_activate(*, integration: Integration) -> Outcome:
+    """Set the integration active, or refuse with every missing step listed."""
+    with transaction.atomic():
+        current = Integration.objects.select_for_update().get(pk=integration.pk)
+        if current.is_active:
+            integration.is_active = True
+            return Outcome.success(f"{current} is active.")
+        steps = activation_missing_steps(integration=current)
+        if steps:
+            return Outcome.failure("The integration cannot be activated yet. Missing steps:", steps)
+        current.is_active = True
+        current._change_reason = "activated"  # type: ignore[attr-defined]
+        current.save(update_fields=["is_active", "updated_at"])
+    integration.is_active = True
+    return Outcome.success(f"{current} is active: doors may now be opened for bookings.")
+
+
+def integration_deactivate(*, integration: Integration) -> Outcome:
+    """Stop all new opens at once (rollback); the configuration is kept so re-activating needs no re-entry."""
+    with transaction.atomic():
+        updated = Integration.objects.filter(pk=integration.pk, is_active=True).update(
+            is_active=False, updated_at=timezone.now()
+        )
+        if updated:
+            current = Integration.objects.get(pk=integration.pk)
+            current._change_reason = "deactivated"  # type: ignore[attr-defined]
+            # A history row for the rollback: who switched the doors off, and when.
+            current.save(update_fields=["updated_at"])
+    integration.is_active = False
+    return Outcome.success(
+        f"{integration} is inactive: no new doors will be opened through it. The configuration is kept; "
+        "tick Active again to resume."
+    )
+
+
+# --- Saving the configuration -------------------------------------------------------------------------
+
+
+def integration_config_save(
+    *, integration: Integration, changed_fields: Iterable[str], secrets_changed: Iterable[str] = ()
+) -> list[Outcome]:
+    """Save the operator's edits; when the identity changed, reset what belonged to the old one.
+
+    Environment, Site UID or Username changed (decision 9): site id, access test, IQ secret, current pin,
+    IQ activation and the lock cache are cleared and the integration is deactivated, so acceptance
+    details are never used against production. Mappings are kept but show as flagged until GET locks.
+    Password changed (same account): the access test is reset. The site id and the IQ activation stay,
+    since they belong to the account, and Salto hands out the IQ secret only once per account and IQ.
+    IQ id changed: the IQ secret, current pin and activation belonged to the old IQ and are cleared.
+    History rows record secrets as "changed", never their values.
+    """
+    changed = set(changed_fields)
+    secrets = [name for name in SECRET_LABELS if name in set(secrets_changed)]
+    outcomes: list[Outcome] = []
+    reasons = [f"{SECRET_LABELS[name]} changed" for name in secrets]
+    is_new = integration.pk is None
+    identity = sorted(changed & set(IDENTITY_FIELDS))
+    clear_locks = False
+    if not is_new and identity:
+        labels = ", ".join(str(Integration._meta.get_field(name).verbose_name) for name in identity)
+        was_active = integration.is_active
+        _reset_identity(integration)
+        clear_locks = True
+        reasons.append(f"{labels} changed: site id, access test, IQ activation and lock list reset")
+        text = (
+            f"{labels} changed, so the Site ID, access test, IQ activation (IQ secret and current pin) and the "
+            "lock list were reset. Resolve site ID, Test / request access, GET PIN / Set PIN and GET locks again; "
+            "mappings are kept but flagged until the locks are fetched again."
+        )
+        if was_active:
+            text += " The integration was deactivated."
+        outcomes.append(Outcome.warning(text))
+    else:
+        if not is_new and "password" in secrets:
+            integration.access_test_ok = None
+            integration.access_tested_at = None
+            integration.access_test_message = ""
+            outcomes.append(Outcome.warning("Password changed: click Test / request access to check it."))
+        if not is_new and "iq_id" in changed:
+            _reset_activation(integration)
+            reasons.append("IQ id changed: IQ activation reset")
+            outcomes.append(
+                Outcome.warning(
+                    "IQ id changed: the IQ secret, current pin and IQ activation belonged to the old IQ and were "
+                    "reset. Use GET PIN and Set PIN for the new IQ, and GET locks to see which locks hang on it."
+                )
+            )
+            if integration.is_active:
+                integration.is_active = False
+                outcomes[-1] = Outcome.warning(outcomes[-1].message + " The integration was deactivated.")
+    if reasons:
+        integration._change_reason = "; ".join(reasons)  # type: ignore[attr-defined]
+    with transaction.atomic():
+        integration.save()
+        if clear_locks:
+            integration.cached_locks.all().delete()
+    return outcomes
+
+
+def _reset_activation(integration: Integration) -> None:
+    integration.iq_secret = ""
+    integration.current_pin = ""
+    integration.activation_state = Integration.ActivationState.NOT_ACTIVATED
+    integration.activated_at = None
+    integration.reactivation_reason = ""
+
+
+def _reset_identity(integration: Integration) -> None:
+    integration.site_id = ""
+    integration.site_resolved_at = None
+    integration.access_test_ok = None
+    integration.access_tested_at = None
+    integration.access_test_message = ""
+    _reset_activation(integration)
+    integration.locks_refreshed_at = None
+    integration.locks_refresh_message = ""
+    integration.is_active = False
+
+
+# --- Demo -----------------------------------------------------------------------------------------------
+
+
+def demo_integration_prefill(*, name: str = "Salto KS acceptance (sandbox)", include_iq_id: bool = True) -> Integration:
+    """An Acceptance integration holding the sandbox's account and Site UID, not resolved or activated.
+
+    The demo points SALTO_KS_ACCEPTANCE_{IDENTITY,API}_URL and the client id/secret at the sandbox; a new
+    operator then walks the manual: Resolve site ID, Test / request access, GET PIN, Set PIN, GET locks,
+    mapping, Details, Active. Idempotent: an existing integration of that name is left alone.
+    """
+    from locks.sandbox.demo import DEMO_IQ_ID, DEMO_PASSWORD, DEMO_SITE_UID, DEMO_USERNAME
+
+    existing = Integration.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    integration = Integration(
+        name=name,
+        environment=Integration.EnvironmentChoice.ACCEPTANCE,
+        site_uid=DEMO_SITE_UID,
+        username=DEMO_USERNAME,
+        password=DEMO_PASSWORD,
+        iq_id=DEMO_IQ_ID if include_iq_id else "",
+    )
+    integration._change_reason = "created by the demo; Password changed"  # type: ignore[attr-defined]
+    integration.save()
+    return integration
