@@ -462,11 +462,14 @@ class FaultInjection:
             return None
         path: str = scope["path"]
         method: str = scope["method"]
-        status_holder: list[int] = []
+        recorded = path.startswith("/_sandbox")
 
         async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder.append(int(message["status"]))
+            # Record before the client can see the answer, so a test reading the log right after sees it.
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                self.state.record_request(method, path, int(message["status"]))
             await send(message)
 
         fault = None if path.startswith("/_sandbox") else self.state.take_fault(method, path)
@@ -484,8 +487,6 @@ class FaultInjection:
                 await response(scope, receive, send)
                 return None
         await self.app(scope, receive, recording_send)
-        if not path.startswith("/_sandbox"):
-            self.state.record_request(method, path, status_holder[0] if status_holder else 0)
         return None
 
     @staticmethod
