@@ -35,11 +35,16 @@ class World:
     integration: Integration
 
 
+def _status(code: int, name: str) -> BookingStatus:
+    # The default statuses come from a data migration; reuse them by code.
+    return BookingStatus.objects.get_or_create(code=code, defaults={"name": name})[0]
+
+
 def make_world(**integration_fields: Any) -> World:
-    new = BookingStatus.objects.create(code=10, name="New")
-    paid = BookingStatus.objects.create(code=30, name="Paid")
-    checkin = BookingStatus.objects.create(code=50, name="Checked in")
-    cancelled = BookingStatus.objects.create(code=70, name="Cancelled")
+    new = _status(10, "New")
+    paid = _status(30, "Paid")
+    checkin = _status(55, "Checked in (test)")
+    cancelled = _status(70, "Cancelled")
     building = BookableObject.objects.create(name="Building A")
     studio = BookableObject.objects.create(name="Studio 2", parent=building)
     garage = BookableObject.objects.create(name="Garage")

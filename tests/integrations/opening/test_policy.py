@@ -213,5 +213,5 @@ def test_it_rejects_naive_times() -> None:
             mappings=[],
             locks={},
             now=datetime(2026, 11, 25, 11),
-            tz=AMS,  # noqa: DTZ001
+            tz=AMS,
         )

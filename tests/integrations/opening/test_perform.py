@@ -1,0 +1,347 @@
+"""The open request flow with Salto KS mocked at the transport (respx): success, retries, OTP failures, expiry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import respx
+import time_machine
+from django.utils import timezone
+
+from bookings.models import BookingFieldValue, BookingStatusChange
+from bookings.services import booking_change_status
+from integrations.models import Integration, OpenRequest
+from integrations.services import opening
+from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
+from locks.otp import compute_otp
+from tests.integrations.opening.builders import FRONT_DOOR, PIN, SECRET, SITE_ID, World, make_booking, make_world
+
+pytestmark = pytest.mark.django_db
+
+IDENTITY = "https://identity.test"
+API = "https://api.test"
+OPEN_URL = f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking"
+State = OpenRequest.State
+
+
+@pytest.fixture(autouse=True)
+def salto_hosts(settings: Any) -> None:
+    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
+    settings.SALTO_KS_ACCEPTANCE_API_URL = API
+    settings.OPEN_FRESHNESS_SECONDS = 120
+    settings.OPEN_DEDUPE_SECONDS = 10
+
+
+@pytest.fixture
+def salto() -> Iterator[respx.Router]:
+    # Not every test reaches Salto (refusals must not), so unused routes are fine here.
+    with respx.mock(using="httpcore2", assert_all_called=False) as router:
+        router.post(f"{IDENTITY}/connect/token").respond(
+            200,
+            json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer", "scope": "user_api.full_access"},
+        )
+        yield router
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+def salto_error(status: int, code: str, message: str, **headers: str) -> dict[str, Any]:
+    return {"status_code": status, "json": {"ErrorCode": code, "Message": message}, "headers": headers}
+
+
+def test_a_status_change_opens_the_lock_once_and_checks_in(
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given
+    route = salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world)
+
+    # when
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        sent_at = timezone.now()
+        with django_capture_on_commit_callbacks(execute=True):
+            booking_change_status(booking=booking, status=world.paid, source=BookingStatusChange.Source.ADMIN)
+        traveller.shift(0)
+
+    # then: one open request, opened, with the OTP of the moment it was sent
+    [open_request] = OpenRequest.objects.all()
+    assert open_request.state == State.OPENED
+    assert (open_request.trigger, open_request.rule, open_request.lock_id) == ("status_change", "parent", FRONT_DOOR)
+    assert open_request.attempts == 1
+    assert open_request.sent_at and open_request.finished_at and open_request.duration_ms is not None
+    assert route.call_count == 1
+    sent = json.loads(route.calls[0].request.content)
+    assert sent == {"locked_state": "unlocked", "otp": compute_otp(secret=SECRET, pin=PIN, at=sent_at)}
+    # the open time (aware) in the configured field, and the check-in status set by the integration itself
+    booking.refresh_from_db()
+    assert booking.status == world.checkin
+    value = BookingFieldValue.objects.get(booking=booking, field=world.last_open)
+    assert value.datetime_value is not None and value.datetime_value.tzinfo is not None
+    assert booking.status_changes.filter(source=BookingStatusChange.Source.INTEGRATION).count() == 1
+    # the check-in status is itself an "open" status, yet no second open was triggered
+    assert OpenRequest.objects.count() == 1
+
+
+def test_a_change_by_the_integration_itself_never_opens(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    booking = make_booking(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_change_status(booking=booking, status=world.paid, source=BookingStatusChange.Source.INTEGRATION)
+    assert not OpenRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "changes", [{"open_on_status_change": False}, {"is_active": False}], ids=["automatic-off", "inactive"]
+)
+def test_no_automatic_open_when_switched_off(
+    world: World, django_capture_on_commit_callbacks: Any, changes: dict[str, Any]
+) -> None:
+    Integration.objects.filter(pk=world.integration.pk).update(**changes)
+    booking = make_booking(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_change_status(booking=booking, status=world.paid)
+    assert not OpenRequest.objects.exists()
+
+
+def test_a_status_that_does_not_open_asks_nothing(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    booking = make_booking(world, status=world.paid)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_change_status(booking=booking, status=world.cancelled)
+    assert not OpenRequest.objects.exists()
+
+
+def test_a_refusal_is_recorded_with_its_reason(world: World, salto: respx.Router) -> None:
+    route = salto.patch(OPEN_URL).respond(200)
+    booking = make_booking(world, status=world.paid, start=timezone.now() + timedelta(hours=3))
+
+    result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
+
+    assert result.open_request.state == State.REFUSED
+    assert result.open_request.outcome_code == "too_early"
+    assert "opens from" in result.open_request.reason
+    assert route.call_count == 0
+
+
+def test_identical_requests_inside_the_dedupe_window_collapse(
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    route = salto.patch(OPEN_URL).respond(200)
+    booking = make_booking(world, status=world.paid)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
+            second = open_request_create(booking=booking, trigger=OpenRequest.Trigger.API)
+        assert second.open_request.pk == first.open_request.pk
+        assert (first.created, second.created) == (True, False)
+        assert route.call_count == 1
+
+        # people go in and out: after the window, a new open is a new request
+        traveller.shift(settings.OPEN_DEDUPE_SECONDS + 1)
+        with django_capture_on_commit_callbacks(execute=True):
+            third = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
+    assert third.created and third.open_request.pk != first.open_request.pk
+    assert route.call_count == 2
+
+
+def test_a_redelivered_task_never_opens_twice(world: World, salto: respx.Router) -> None:
+    route = salto.patch(OPEN_URL).respond(200)
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    outcomes = [open_request_perform(open_request_id=open_request.pk) for _ in range(3)]
+
+    assert [o.state for o in outcomes] == [State.OPENED, State.OPENED, State.OPENED]
+    assert route.call_count == 1
+
+
+def test_the_policy_is_checked_again_just_before_sending(world: World, salto: respx.Router) -> None:
+    route = salto.patch(OPEN_URL).respond(200)
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    booking_change_status(booking=booking, status=world.cancelled)
+
+    outcome = open_request_perform(open_request_id=open_request.pk)
+
+    assert outcome.state == State.REFUSED
+    open_request.refresh_from_db()
+    assert open_request.outcome_code == "status_not_allowed"
+    assert route.call_count == 0
+
+
+def test_transient_failures_retry_through_the_task(
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any
+) -> None:
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [
+        respx.MockResponse(**salto_error(503, "", "down")),
+        respx.MockResponse(**salto_error(503, "", "down")),
+        respx.MockResponse(200, json={}),
+    ]
+    booking = make_booking(world, status=world.paid)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    open_request.refresh_from_db()
+    assert open_request.state == State.OPENED
+    assert open_request.attempts == 3
+    assert route.call_count == 3
+
+
+def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx.Router) -> None:
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [
+        respx.MockResponse(**salto_error(429, "", "quota", **{"Retry-After": "7"})),
+        respx.MockResponse(200, json={}),
+    ]
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        first = open_request_perform(open_request_id=open_request.pk)
+        open_request.refresh_from_db()
+        assert first.state == State.PENDING and first.retry_in is not None and first.retry_in >= 7
+        assert open_request.state == State.PENDING
+        assert open_request.salto_http_status == 429
+        assert open_request.next_attempt_at is not None
+        assert open_request.next_attempt_at >= timezone.now() + timedelta(seconds=7)
+
+        traveller.shift(first.retry_in)
+        second = open_request_perform(open_request_id=open_request.pk)
+    assert second.state == State.OPENED
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("retry_after", ["200", None], ids=["retry-after-beyond-limit", "backoff-beyond-limit"])
+def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**salto_error(503, "", "down", **headers)))
+    booking = make_booking(world, status=world.paid)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        if retry_after is None:
+            traveller.shift(118.5)  # 1.5 s left: even the first backoff step (≥ 0.5 s) plus margin is too late
+        outcome = open_request_perform(open_request_id=open_request.pk)
+
+    assert outcome == opening.PerformOutcome(State.FAILED)
+    open_request.refresh_from_db()
+    assert open_request.state == State.FAILED
+    assert "freshness limit" in open_request.reason
+    assert open_request.salto_http_status == 503
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "kind"),
+    [
+        (salto_error(400, "3102", "Request execution failed with code: otp_invalid"), "otp_invalid"),
+        (salto_error(403, "3102", "Request execution failed with code: otp_blocked"), "otp_blocked"),
+        (salto_error(400, "3102", "Request execution failed with code: pin_not_changed"), "pin_not_changed"),
+        (salto_error(404, "2202", "Otp is invalid"), "otp_invalid"),
+    ],
+)
+def test_a_rejected_otp_is_never_retried_and_flags_the_integration(
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any, response: dict[str, Any], kind: str
+) -> None:
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**response))
+    booking = make_booking(world, status=world.paid)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    open_request.refresh_from_db()
+    assert (open_request.state, open_request.attempts, open_request.outcome_code) == (State.FAILED, 1, kind)
+    assert open_request.salto_http_status == response["status_code"]
+    assert open_request.salto_error_code == response["json"]["ErrorCode"]
+    assert "re-activation" in open_request.reason
+    assert route.call_count == 1
+    integration = Integration.objects.get(pk=world.integration.pk)
+    assert integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
+    assert integration.reactivation_reason
+    booking.refresh_from_db()
+    assert booking.status == world.paid  # no check-in after a failed open
+    assert not BookingFieldValue.objects.filter(booking=booking).exists()
+
+    # further opens are refused with that reason, without calling Salto
+    with time_machine.travel(timezone.now() + timedelta(seconds=30)):
+        again = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    assert again.state == State.REFUSED
+    assert again.outcome_code == "needs_reactivation"
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "fragment"),
+    [
+        (salto_error(403, "2203", "User does not have permission for this operation"), "refused to open"),
+        (salto_error(409, "3102", "Request execution failed with code: lock_offline"), "offline"),
+    ],
+)
+def test_other_salto_errors_fail_with_code_and_message(
+    world: World, salto: respx.Router, response: dict[str, Any], fragment: str
+) -> None:
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**response))
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    assert open_request_perform(open_request_id=open_request.pk).state == State.FAILED
+
+    open_request.refresh_from_db()
+    assert fragment in open_request.reason
+    assert open_request.salto_error_code == response["json"]["ErrorCode"]
+    assert open_request.salto_message == response["json"]["Message"]
+    assert route.call_count == 1
+    assert Integration.objects.get(pk=world.integration.pk).is_activated
+
+
+def test_a_request_older_than_the_freshness_limit_expires_unsent(world: World, salto: respx.Router) -> None:
+    route = salto.patch(OPEN_URL).respond(200)
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=121)):
+        outcome = open_request_perform(open_request_id=open_request.pk)
+
+    assert outcome.state == State.EXPIRED
+    open_request.refresh_from_db()
+    assert open_request.state == State.EXPIRED
+    assert "never sent" in open_request.reason
+    assert route.call_count == 0
+
+
+def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr(opening, "open_request_enqueue", lambda *, open_request_id, **_: queued.append(open_request_id))
+    booking = make_booking(world, status=world.paid)
+    now = timezone.now()
+    with time_machine.travel(now - timedelta(seconds=200)):
+        stale = OpenRequest.objects.create(booking=booking, trigger="staff", state=State.PENDING, next_attempt_at=now)
+        stuck = OpenRequest.objects.create(booking=booking, trigger="staff", state=State.SENDING)
+    with time_machine.travel(now - timedelta(seconds=30)):
+        lost = OpenRequest.objects.create(
+            booking=booking, trigger="staff", state=State.PENDING, next_attempt_at=now - timedelta(seconds=30)
+        )
+    waiting = OpenRequest.objects.create(
+        booking=booking, trigger="staff", state=State.PENDING, next_attempt_at=now + timedelta(seconds=5)
+    )
+
+    with time_machine.travel(now):
+        result = open_requests_sweep()
+
+    assert result.requeued == [lost.pk] and queued == [lost.pk]
+    assert (result.expired, result.abandoned) == (1, 1)
+    states = dict(OpenRequest.objects.values_list("pk", "state"))
+    assert states == {
+        stale.pk: State.EXPIRED,
+        stuck.pk: State.FAILED,
+        lost.pk: State.PENDING,
+        waiting.pk: State.PENDING,
+    }
