@@ -426,7 +426,7 @@ async def control_expire_tokens(request: Request, body: dict[str, Any]) -> Respo
 
 @control
 async def control_opens(request: Request, body: dict[str, Any]) -> Response:
-    return JSONResponse({"opens": _state(request).opens()})
+    return JSONResponse(_state(request).opens())
 
 
 @control

@@ -310,7 +310,7 @@ def test_open_with_a_valid_otp_is_recorded_as_an_open_and_an_entry(api: httpx2.C
 
     assert response.status_code == 200
     assert response.content == b""
-    opens = api.get("/_sandbox/opens").json()["opens"]
+    opens = api.get("/_sandbox/opens").json()
     assert [(o["lock_id"], o["username"]) for o in opens] == [(demo.LOCK_STUDIO_2_ID, demo.DEMO_USERNAME)]
     since = before.strftime("%Y-%m-%dT%H:%M:%SZ")
     entries = api.get(f"{SITE}/entries", params={"$filter": f"utc_date_time ge DateTime'{since}'"}).json()
@@ -365,7 +365,7 @@ def test_wrong_otps_get_the_account_blocked_for_twenty_minutes(
     blocked = open_lock(api, demo.LOCK_FRONT_DOOR_ID, otp(secret, pin))
 
     assert_salto_error(blocked, 403, "3102", "Request execution failed with code: otp_blocked")
-    assert api.get("/_sandbox/opens").json()["opens"] == []
+    assert api.get("/_sandbox/opens").json() == []
     later = datetime.now(UTC) + timedelta(minutes=20, seconds=1)
     salto_sandbox.state.clock = lambda: later
     assert open_lock(api, demo.LOCK_FRONT_DOOR_ID, otp(secret, pin, later)).status_code == 200
