@@ -75,7 +75,9 @@ def test_a_status_change_opens_the_lock_once_and_checks_in(
     assert open_request.state == State.OPENED
     assert (open_request.trigger, open_request.rule, open_request.lock_id) == ("status_change", "parent", FRONT_DOOR)
     assert open_request.attempts == 1
-    assert open_request.sent_at and open_request.finished_at and open_request.duration_ms is not None
+    assert open_request.sent_at
+    assert open_request.finished_at
+    assert open_request.duration_ms is not None
     assert route.call_count == 1
     sent = json.loads(route.calls[0].request.content)
     assert sent == {"locked_state": "unlocked", "otp": compute_otp(secret=SECRET, pin=PIN, at=sent_at)}
@@ -83,7 +85,8 @@ def test_a_status_change_opens_the_lock_once_and_checks_in(
     booking.refresh_from_db()
     assert booking.status == world.checkin
     value = BookingFieldValue.objects.get(booking=booking, field=world.last_open)
-    assert value.datetime_value is not None and value.datetime_value.tzinfo is not None
+    assert value.datetime_value is not None
+    assert value.datetime_value.tzinfo is not None
     assert booking.status_changes.filter(source=BookingStatusChange.Source.INTEGRATION).count() == 1
     # the check-in status is itself an "open" status, yet no second open was triggered
     assert OpenRequest.objects.count() == 1
@@ -145,7 +148,8 @@ def test_identical_requests_inside_the_dedupe_window_collapse(
         traveller.shift(settings.OPEN_DEDUPE_SECONDS + 1)
         with django_capture_on_commit_callbacks(execute=True):
             third = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
-    assert third.created and third.open_request.pk != first.open_request.pk
+    assert third.created
+    assert third.open_request.pk != first.open_request.pk
     assert route.call_count == 2
 
 
@@ -206,7 +210,9 @@ def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         first = open_request_perform(open_request_id=open_request.pk)
         open_request.refresh_from_db()
-        assert first.state == State.PENDING and first.retry_in is not None and first.retry_in >= 7
+        assert first.state == State.PENDING
+        assert first.retry_in is not None
+        assert first.retry_in >= 7
         assert open_request.state == State.PENDING
         assert open_request.salto_http_status == 429
         assert open_request.next_attempt_at is not None
@@ -336,7 +342,8 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
     with time_machine.travel(now):
         result = open_requests_sweep()
 
-    assert result.requeued == [lost.pk] and queued == [lost.pk]
+    assert result.requeued == [lost.pk]
+    assert queued == [lost.pk]
     assert (result.expired, result.abandoned) == (1, 1)
     states = dict(OpenRequest.objects.values_list("pk", "state"))
     assert states == {
