@@ -324,7 +324,9 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         change_url = reverse(
-            f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk], current_app=self.admin_site.name
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[obj.pk],
+            current_app=self.admin_site.name,
         )
         request._console_action = action  # type: ignore[attr-defined]
         response = self.changeform_view(request, object_id, form_url=change_url)
@@ -336,7 +338,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
                     request, f"{ACTIONS[action][0]} was not run: correct the errors below first.", messages.ERROR
                 )
             return response
-        label, tab, run = ACTIONS[action]
+        _label, tab, run = ACTIONS[action]
         # Fresh from the database: the save may have reset fields, and we are outside its transaction now.
         outcome = run(request, Integration.objects.get(pk=saved.pk))
         self._report(request, outcome)

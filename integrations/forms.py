@@ -251,10 +251,11 @@ class LockMappingForm(forms.ModelForm[LockMapping]):
         if self.instance.pk and self.instance.object_id and self.instance.object_id not in self.objects_by_id:
             # An inactive object that is still mapped stays visible rather than silently unmapped.
             extra = self.instance.object
-            self.objects_by_id[extra.pk] = extra  # type: ignore[union-attr]
-            tree = [*tree, extra]  # type: ignore[list-item]
-        self.fields["object"].choices = [("", WILDCARD_LABEL), *((o.pk, object_choice_label(o)) for o in tree)]
-        self.initial["object"] = self.instance.object_id if self.instance.pk else self.initial.get("object")
+            assert extra is not None
+            self.objects_by_id[extra.pk] = extra
+            tree = [*tree, extra]
+        object_field: forms.TypedChoiceField = self.fields["object"]  # type: ignore[assignment]
+        object_field.choices = [("", WILDCARD_LABEL), *((o.pk, object_choice_label(o)) for o in tree)]
 
         self.cached = {lock.lock_id: lock for lock in CachedLock.objects.filter(integration=integration)}
         choices: list[tuple[str, str]] = [("", "— choose a lock (GET locks fills this list) —")]
@@ -272,7 +273,8 @@ class LockMappingForm(forms.ModelForm[LockMapping]):
         if current and current not in self.cached:
             # Kept but flagged until GET locks (decision 9); never silently dropped.
             choices.append((current, f"{self.instance.lock_name or current} — not in the lock list, click GET locks"))
-        self.fields["lock_id"].choices = choices
+        lock_field: forms.ChoiceField = self.fields["lock_id"]  # type: ignore[assignment]
+        lock_field.choices = choices
 
     def clean_object(self) -> BookableObject | None:
         object_id = self.cleaned_data.get("object")
@@ -333,15 +335,13 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
         if self.instance.pk and self.instance.is_active:
             from integrations.services.console import mapping_conflicts
 
-            errors.extend(
-                mapping_conflicts(integration=self.instance, object_ids=[k for k in seen if k is not None])
-            )
+            errors.extend(mapping_conflicts(integration=self.instance, object_ids=[k for k in seen if k is not None]))
         if errors:
             raise ValidationError(errors)
 
 
 def secret_status_html(*, stored: bool, what: str) -> str:
-    """"stored"/"not set" for a secret, never the value (used by read-only displays)."""
+    """ "stored"/"not set" for a secret, never the value (used by read-only displays)."""
     if stored:
         return format_html('<span class="secret-status secret-stored">{} stored (encrypted)</span>', what)
     return format_html('<span class="secret-status secret-missing">no {} yet</span>', what)

@@ -10,6 +10,7 @@ Services return an `Outcome` (a message for the operator and its level); the adm
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ Level = Literal["success", "info", "warning", "error"]
 # Which account and site a Salto answer belongs to. Changing one of these makes earlier answers
 # (site id, access test, IQ secret and PIN, lock list) meaningless, or worse, wrong for production.
 IDENTITY_FIELDS = ("environment", "site_uid", "username")
+IDENTITY_LABELS = {"environment": "Environment", "site_uid": "Site UID", "username": "Username"}
 SECRET_LABELS = {"password": "Password", "iq_secret": "IQ secret", "current_pin": "current pin"}
 
 
@@ -386,13 +388,12 @@ def locks_refresh(*, integration: Integration) -> Outcome:
             locks = client.list_locks(integration.site_id)
     except errors.SaltoError as exc:
         outcome = Outcome.failure(
-            "GET locks failed: " + _generic_failure(exc, integration, doing="fetching the locks")
+            "GET locks failed: "
+            + _generic_failure(exc, integration, doing="fetching the locks")
             + " The lock list was not changed."
         )
-        try:
+        with contextlib.suppress(_IdentityChanged):
             _save_guarded(integration, expected, locks_refresh_message=outcome.text)
-        except _IdentityChanged:
-            pass
         return outcome
 
     now = timezone.now()
@@ -494,7 +495,7 @@ def activation_missing_steps(
         steps.append("At least one mapping: click GET locks and map an object (or the wildcard) on the Mapping tab.")
     else:
         cached = {lock.lock_id: lock for lock in integration.cached_locks.all()} if integration.pk else {}
-        for object_id, lock_id in mappings:
+        for _object_id, lock_id in mappings:
             problem = mapping_problem(integration=integration, lock_id=lock_id, cached=cached)
             if problem:
                 lock = cached.get(lock_id)
@@ -582,7 +583,7 @@ def integration_config_save(
     identity = sorted(changed & set(IDENTITY_FIELDS))
     clear_locks = False
     if not is_new and identity:
-        labels = ", ".join(str(Integration._meta.get_field(name).verbose_name) for name in identity)
+        labels = ", ".join(IDENTITY_LABELS[name] for name in identity)
         was_active = integration.is_active
         _reset_identity(integration)
         clear_locks = True
