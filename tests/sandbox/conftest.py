@@ -6,11 +6,6 @@ import httpx2
 import pytest
 
 from locks.sandbox import RunningSandbox, demo
-from tests import sandbox_fixtures
-
-# Until tests/conftest.py registers tests.sandbox_fixtures as a plugin (pytest_plugins), expose its fixtures here.
-salto_sandbox_server = sandbox_fixtures.salto_sandbox_server
-salto_sandbox = sandbox_fixtures.salto_sandbox
 
 
 def password_grant(http: httpx2.Client, **overrides: str) -> httpx2.Response:
