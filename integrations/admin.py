@@ -22,7 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations.forms import IntegrationForm, LockMappingForm, LockMappingFormSet, secret_status_html
@@ -195,9 +195,9 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
     @admin.display(description="Status")
     def status_summary(self, obj: Integration) -> str:
         active = (
-            format_html('<span class="console-badge badge-ok" data-testid="active-state">Active</span>')
+            mark_safe('<span class="console-badge badge-ok" data-testid="active-state">Active</span>')
             if obj.pk and obj.is_active
-            else format_html('<span class="console-badge badge-off" data-testid="active-state">Inactive</span>')
+            else mark_safe('<span class="console-badge badge-off" data-testid="active-state">Inactive</span>')
         )
         return format_html("{} {}", active, _activation_html(obj))
 
@@ -206,7 +206,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
         value = (
             format_html('<code data-testid="site-id">{}</code>', obj.site_id)
             if obj.site_id
-            else format_html('<span class="console-muted" data-testid="site-id">not resolved yet</span>')
+            else mark_safe('<span class="console-muted" data-testid="site-id">not resolved yet</span>')
         )
         return format_html(
             '{} {}<div class="help">The internal site id (UUID), fetched from the Site UID. Read-only.</div>',
@@ -216,7 +216,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
 
     @admin.display(description="Access")
     def access_action(self, obj: Integration) -> str:
-        result: str | SafeString = format_html('<span class="console-muted">not tested yet</span>')
+        result: str | SafeString = mark_safe('<span class="console-muted">not tested yet</span>')
         if obj.access_tested_at is not None:
             css = "result-ok" if obj.access_test_ok else "result-failed"
             result = format_html(
@@ -242,7 +242,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
 
     @admin.display(description="Lock list")
     def locks_action(self, obj: Integration) -> str:
-        result: str | SafeString = format_html('<span class="console-muted">no locks fetched yet</span>')
+        result: str | SafeString = mark_safe('<span class="console-muted">no locks fetched yet</span>')
         if obj.locks_refreshed_at is not None:
             result = format_html(
                 '<div class="console-result" data-testid="locks-result">{} <small>({})</small></div>',
@@ -257,7 +257,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
             return "—"
         locks = list(obj.cached_locks.all())
         if not locks:
-            return format_html('<span class="console-muted">The lock list is empty: click GET locks.</span>')
+            return mark_safe('<span class="console-muted">The lock list is empty: click GET locks.</span>')
         rows = []
         for lock in locks:
             problem = mapping_problem(integration=obj, lock_id=lock.lock_id, cached={lk.lock_id: lk for lk in locks})
@@ -389,7 +389,7 @@ def _activation_html(obj: Integration, *, short: bool = False) -> str:
             "Use GET PIN / Set PIN again.</span>",
             reason if not short else reason[:80],
         )
-    return format_html('<span class="console-badge badge-off" data-testid="activation-state">Not activated</span>')
+    return mark_safe('<span class="console-badge badge-off" data-testid="activation-state">Not activated</span>')
 
 
 @admin.register(LockMapping)
