@@ -40,13 +40,17 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted {rotated} secret value(s) under the newest key."))
 
 
+def _column(name: str) -> str:
+    from django.db import connection
+
+    return connection.ops.quote_name(Integration._meta.get_field(name).column)  # type: ignore[union-attr,arg-type]
+
+
 def _raw() -> list[tuple[Any, ...]]:
     from django.db import connection
 
     table = Integration._meta.db_table
-    columns = ", ".join(
-        connection.ops.quote_name(Integration._meta.get_field(f).column) for f in ("id", *SECRET_FIELDS)
-    )
+    columns = ", ".join(_column(name) for name in ("id", *SECRET_FIELDS))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns} FROM {connection.ops.quote_name(table)} ORDER BY id")  # noqa: S608
         return list(cursor.fetchall())
@@ -56,8 +60,6 @@ def _write_raw(pk: int, updates: dict[str, str]) -> None:
     from django.db import connection
 
     table = connection.ops.quote_name(Integration._meta.db_table)
-    assignments = ", ".join(
-        f"{connection.ops.quote_name(Integration._meta.get_field(name).column)} = %s" for name in updates
-    )
+    assignments = ", ".join(f"{_column(name)} = %s" for name in updates)
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {table} SET {assignments} WHERE id = %s", [*updates.values(), pk])  # noqa: S608
