@@ -1,0 +1,147 @@
+"""The booking page (open button, bulk action, explain line), the Activity template and the health check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+from django.template.loader import render_to_string
+from django.test import Client
+
+from integrations.models import Integration, OpenRequest
+from integrations.services.health import integration_health_check
+from tests.integrations.opening.builders import (
+    FRONT_DOOR,
+    IQ_ID,
+    SITE_ID,
+    World,
+    make_booking,
+    make_user,
+    make_world,
+)
+
+pytestmark = pytest.mark.django_db
+
+IDENTITY = "https://identity.test"
+API = "https://api.test"
+
+
+@pytest.fixture
+def salto(settings: Any) -> Iterator[respx.Router]:
+    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
+    settings.SALTO_KS_ACCEPTANCE_API_URL = API
+    with respx.mock(using="httpcore2", assert_all_called=False) as router:
+        router.post(f"{IDENTITY}/connect/token").respond(
+            200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"}
+        )
+        router.patch(f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking", name="open").respond(200, json={})
+        yield router
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+@pytest.fixture
+def desk(client: Client) -> Client:
+    client.force_login(make_user("desk", group="Booking staff"))
+    return client
+
+
+def test_the_booking_page_explains_the_door_and_offers_the_button(world: World, desk: Client) -> None:
+    booking = make_booking(world, status=world.paid)
+    page = desk.get(f"/admin/bookings/booking/{booking.pk}/change/").content.decode()
+    assert (
+        "Would open now: Building A › Studio 2 → lock &#x27;Front door&#x27; via parent &#x27;Building A&#x27;" in page
+    )
+    assert 'data-testid="open-door"' in page
+
+
+def test_the_open_button_opens_and_says_so(
+    world: World, desk: Client, salto: respx.Router, django_capture_on_commit_callbacks: Any
+) -> None:
+    booking = make_booking(world, status=world.paid)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
+    assert OpenRequest.objects.get().state == OpenRequest.State.OPENED
+    assert salto.routes["open"].call_count == 1
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert f"Booking #{booking.pk}: opening lock 'Front door'" in text
+    assert "Open requests" in response.content.decode()  # the open requests inline on the booking page
+
+
+def test_the_open_button_shows_a_refusal(world: World, desk: Client) -> None:
+    booking = make_booking(world, status=world.new)
+    response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert "not opened: status '10 Option' does not allow opening." in text or "does not allow opening" in text
+
+
+def test_without_the_right_there_is_no_button_and_no_open(world: World, client: Client) -> None:
+    user = make_user("viewer")
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_booking", "change_booking"]))
+    client.force_login(user)
+    booking = make_booking(world, status=world.paid)
+    assert 'data-testid="open-door"' not in client.get(f"/admin/bookings/booking/{booking.pk}/change/").content.decode()
+    assert client.post(f"/admin/bookings/booking/{booking.pk}/open/").status_code == 403
+    assert not OpenRequest.objects.exists()
+
+
+def test_the_bulk_action_opens_each_booking_and_reports(
+    world: World, desk: Client, salto: respx.Router, django_capture_on_commit_callbacks: Any
+) -> None:
+    allowed = make_booking(world, status=world.paid)
+    refused = make_booking(world, status=world.new)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = desk.post(
+            "/admin/bookings/booking/",
+            {"action": "open_doors", "_selected_action": [allowed.pk, refused.pk]},
+            follow=True,
+        )
+    text = " | ".join(str(m) for m in response.context["messages"])
+    assert f"Booking #{allowed.pk}: opening lock 'Front door'" in text
+    assert f"Booking #{refused.pk}: not opened" in text
+    assert salto.routes["open"].call_count == 1
+
+
+def test_the_activity_template_shows_requests_and_the_flag(world: World) -> None:
+    booking = make_booking(world, status=world.new)
+    OpenRequest.objects.create(
+        booking=booking, integration=world.integration, trigger="staff", state="failed", reason="Salto said no"
+    )
+    Integration.objects.filter(pk=world.integration.pk).update(
+        activation_state="needs_reactivation", reactivation_reason="OTP rejected", health_ok=False
+    )
+    html = render_to_string("integrations/_activity.html", {"integration": Integration.objects.get()})
+    assert "Salto said no" in html
+    assert "Needs re-activation" in html
+    assert "OTP rejected" in html
+
+
+@pytest.mark.parametrize(
+    ("activated_iqs", "iq_online", "ok", "flagged"),
+    [
+        ([{"iq_id": IQ_ID, "activated": True}], True, True, False),
+        ([], True, False, True),
+        ([{"iq_id": IQ_ID, "activated": True}], False, False, False),
+    ],
+    ids=["healthy", "no-longer-activated", "iq-offline"],
+)
+def test_the_health_check(
+    world: World, salto: respx.Router, activated_iqs: list[dict[str, Any]], iq_online: bool, ok: bool, flagged: bool
+) -> None:
+    salto.get(f"{API}/v1.1/sites/{SITE_ID}/iqs/{IQ_ID}").respond(200, json={"id": IQ_ID, "online": iq_online})
+    salto.get(f"{API}/v1.1/me/{SITE_ID}/activated_iqs").respond(200, json={"items": activated_iqs})
+
+    result = integration_health_check(integration=world.integration)
+
+    assert (result.ok, result.flagged) == (ok, flagged)
+    integration = Integration.objects.get()
+    assert integration.health_ok is ok
+    assert integration.health_checked_at is not None
+    assert (integration.activation_state == "needs_reactivation") is flagged
