@@ -83,7 +83,7 @@ class OpeningBookingAdmin(BookingAdmin):
         if last is not None:
             detail = f" — {last.reason}" if last.reason else ""
             lines.append(f"Last open request #{last.pk}: {last.get_state_display()}{detail}")
-        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))  # noqa: S308 - a constant
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
     def get_urls(self) -> list[URLPattern]:
         urls: list[URLPattern] = [
