@@ -231,7 +231,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
     def iq_secret_status(self, obj: Integration) -> str:
         return secret_status_html(stored=bool(obj.iq_secret), what="IQ secret")
 
-    @admin.display(description="Current PIN")
+    @admin.display(description="Fetch PIN")
     def get_pin_action(self, obj: Integration) -> str:
         stored = secret_status_html(stored=bool(obj.current_pin), what="current pin")
         return format_html("{} {}", _button(obj, "get-pin"), stored)

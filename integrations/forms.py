@@ -108,7 +108,7 @@ class IntegrationForm(forms.ModelForm[Integration]):
         has_password = bool(self.instance.pk and self.instance.password)
         self.fields["password_input"].required = not has_password
         if has_password:
-            self.fields["password_input"].widget.attrs["placeholder"] = "(stored — leave empty to keep)"
+            self.fields["password_input"].widget.attrs["placeholder"] = "(stored)"
         if self.instance.pk and self.instance.current_pin:
             self.fields["current_pin_input"].widget.attrs["placeholder"] = "(stored)"
         for name in ("site_uid", "username", "iq_id"):
