@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task, shared_task
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 )
 def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
     outcome = open_request_perform(open_request_id=open_request_id)
+    if outcome.retry_in is not None and self.request.is_eager:
+        # Without a broker (the demo) a countdown is ignored; wait here so Retry-After is still honoured.
+        # The wait is bounded: the service never schedules a retry past the freshness limit.
+        time.sleep(outcome.retry_in)
     if outcome.retry_in is not None:
         # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
         # first claims it. Stay on the queue this message came from.

@@ -50,6 +50,8 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
 # A retry must be *sent* before the freshness limit; keep a margin for the worker picking it up.
 FRESHNESS_MARGIN_SECONDS = 1.0
+# Celery's countdown and this clock may differ slightly; a retry may be claimed this much before it is due.
+CLAIM_EARLY_SECONDS = 0.5
 # A pending row whose due time passed this long ago lost its message; the sweeper queues it again.
 SWEEP_GRACE_SECONDS = 5.0
 # A row stuck in "sending" this long after the freshness limit belongs to a worker that died mid-call.
@@ -179,8 +181,12 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     """Send one pending open request to Salto KS, at most once. Safe to call any number of times."""
     now = timezone.now()
     fresh_since = now - _freshness()
-    claimed = OpenRequest.objects.filter(pk=open_request_id, state=State.PENDING, created_at__gte=fresh_since).update(
-        state=State.SENDING, attempts=F("attempts") + 1, next_attempt_at=None
+    # A retry waits for its due time (Salto's Retry-After): a duplicate or early message must not jump it.
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=CLAIM_EARLY_SECONDS))
+    claimed = (
+        OpenRequest.objects.filter(pk=open_request_id, state=State.PENDING, created_at__gte=fresh_since)
+        .filter(due)
+        .update(state=State.SENDING, attempts=F("attempts") + 1, next_attempt_at=None)
     )
     if not claimed:
         expired = OpenRequest.objects.filter(

@@ -179,8 +179,9 @@ def test_the_policy_is_checked_again_just_before_sending(world: World, salto: re
 
 
 def test_transient_failures_retry_through_the_task(
-    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(opening, "BACKOFF_BASE_SECONDS", 0.05)
     route = salto.patch(OPEN_URL)
     route.side_effect = [
         respx.MockResponse(**salto_error(503, "", "down")),
@@ -221,6 +222,30 @@ def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx
         traveller.shift(first.retry_in)
         second = open_request_perform(open_request_id=open_request.pk)
     assert second.state == State.OPENED
+    assert route.call_count == 2
+
+
+def test_an_early_duplicate_message_does_not_jump_retry_after(world: World, salto: respx.Router) -> None:
+    # given a request waiting out Salto's Retry-After of 7 s
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [
+        respx.MockResponse(**salto_error(429, "", "quota", **{"Retry-After": "7"})),
+        respx.MockResponse(200, json={}),
+    ]
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        first = open_request_perform(open_request_id=open_request.pk)
+        assert first.retry_in is not None
+        # when a duplicate message arrives 2 s later
+        traveller.shift(2)
+        early = open_request_perform(open_request_id=open_request.pk)
+        # then nothing is sent and the request still waits
+        assert early.state == State.PENDING
+        assert route.call_count == 1
+        # and at its due time it is sent
+        traveller.shift(first.retry_in)
+        assert open_request_perform(open_request_id=open_request.pk).state == State.OPENED
     assert route.call_count == 2
 
 
