@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from integrations.models import Integration
 
 
-def client_for_values(*, environment: str, username: str, password: str) -> SaltoClient:
+def client_for_values(*, environment: str, username: str, password: str, timeout: float | None = None) -> SaltoClient:
     """A client for an account given as plain values (the stored ones, or ones about to be saved)."""
     return SaltoClient(
         environment=Environment(environment),
@@ -26,11 +26,18 @@ def client_for_values(*, environment: str, username: str, password: str) -> Salt
         password=password,
         client_id=str(settings.SALTO_KS_CLIENT_ID),
         client_secret=str(settings.SALTO_KS_CLIENT_SECRET),
+        timeout=timeout,
     )
 
 
-def client_for(integration: Integration) -> SaltoClient:
-    """A client for the integration's stored environment and account. Use it as a context manager."""
+def client_for(integration: Integration, *, timeout: float | None = None) -> SaltoClient:
+    """A client for the integration's stored environment and account. Use it as a context manager.
+
+    TIMEOUT (seconds) overrides SALTO_KS_HTTP_TIMEOUT_SECONDS for every call of this client.
+    """
     return client_for_values(
-        environment=integration.environment, username=integration.username, password=integration.password
+        environment=integration.environment,
+        username=integration.username,
+        password=integration.password,
+        timeout=timeout,
     )

@@ -50,6 +50,8 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
 # A retry must be *sent* before the freshness limit; keep a margin for the worker picking it up.
 FRESHNESS_MARGIN_SECONDS = 1.0
+# Below this a call cannot even complete a token request; the freshness check already ran at the claim.
+MIN_SEND_TIMEOUT_SECONDS = 1.0
 # Celery's countdown and this clock may differ slightly; a retry may be claimed this much before it is due.
 CLAIM_EARLY_SECONDS = 0.5
 # A pending row whose due time passed this long ago lost its message; the sweeper queues it again.
@@ -59,12 +61,22 @@ SENDING_ABANDONED_SECONDS = 60.0
 
 
 @contextmanager
-def salto_client(integration: Integration) -> Iterator[Any]:
+def salto_client(integration: Integration, *, timeout: float | None = None) -> Iterator[Any]:
     """The integration's Salto client (built by the console's `client_for`, the one place that does)."""
     from integrations.salto import client_for
 
-    with client_for(integration) as client:
+    with client_for(integration, timeout=timeout) as client:
         yield client
+
+
+def _send_timeout(open_request: OpenRequest) -> float:
+    """Seconds a call may take so that the door never opens after the freshness limit.
+
+    Salto acts when it receives the command, so a call still under way at the limit is cut off (and,
+    being a timeout, becomes a transient failure that is not retried past the limit).
+    """
+    remaining = (open_request.created_at + _freshness() - timezone.now()).total_seconds()
+    return max(MIN_SEND_TIMEOUT_SECONDS, min(float(settings.SALTO_KS_HTTP_TIMEOUT_SECONDS), remaining))
 
 
 @dataclass(frozen=True)
@@ -235,7 +247,7 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     )
     started = time.monotonic()
     try:
-        with salto_client(integration) as client:
+        with salto_client(integration, timeout=_send_timeout(open_request)) as client:
             # The OTP is computed from the UTC time of this very call (salto-ks-api.md §7.2).
             # Reference: PATCH /v1.1/sites/{site}/locks/{lock}/locking (salto-ks-api.md §7.1)
             client.open_lock(

@@ -249,6 +249,26 @@ def test_an_early_duplicate_message_does_not_jump_retry_after(world: World, salt
     assert route.call_count == 2
 
 
+def test_a_send_near_the_freshness_limit_is_cut_off_at_the_limit(world: World, salto: respx.Router) -> None:
+    # given a request with 3 s of freshness left
+    seen_timeouts: list[dict[str, float]] = []
+
+    def record_timeout(request: Any) -> respx.MockResponse:
+        seen_timeouts.append(request.extensions["timeout"])
+        return respx.MockResponse(200, json={})
+
+    salto.patch(OPEN_URL).mock(side_effect=record_timeout)
+    booking = make_booking(world, status=world.paid)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        traveller.shift(117)
+        # when it is sent
+        assert open_request_perform(open_request_id=open_request.pk).state == State.OPENED
+    # then the call may take no longer than what is left, not the usual 10 s
+    assert seen_timeouts
+    assert all(0 < t <= 3.0 for t in seen_timeouts[0].values())
+
+
 @pytest.mark.parametrize("retry_after", ["200", None], ids=["retry-after-beyond-limit", "backoff-beyond-limit"])
 def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
