@@ -622,3 +622,17 @@ def test_password_is_the_accounts_only_secret_sent(salto: respx.Router, integrat
     body = salto["token"].calls.last.request.content.decode()
     assert "password=pa55-Word-never-shown" in body
     assert integration.password == PASSWORD
+
+
+def test_the_demo_prefill_is_an_acceptance_integration_not_yet_resolved() -> None:
+    from integrations.services.console import demo_integration_prefill
+    from locks.sandbox.demo import DEMO_PASSWORD, DEMO_SITE_UID
+
+    integration = demo_integration_prefill()
+    assert integration.environment == "acceptance"
+    assert integration.site_uid == DEMO_SITE_UID
+    assert integration.password == DEMO_PASSWORD
+    assert integration.site_id == ""
+    assert not integration.is_activated
+    assert not integration.is_active
+    assert demo_integration_prefill().pk == integration.pk  # idempotent
