@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce, Lower
 from django.forms import ModelForm
 from django.http import HttpRequest
 
@@ -57,10 +58,13 @@ class BookableObjectAdmin(admin.ModelAdmin[BookableObject]):
         return super().get_queryset(request).select_related("parent")
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
-        # Order by the main object's name first so sub-objects list directly under their parent.
-        from django.db.models.functions import Coalesce, Lower
-
-        return [Lower(Coalesce("parent__name", "name")), "parent__id", Lower("name")]  # type: ignore[list-item]
+        # Group by the main object's name, the main object first (NULL parent: explicit, since PostgreSQL
+        # and SQLite sort NULLs differently), then its sub-objects by name.
+        return [
+            Lower(Coalesce("parent__name", "name")),  # type: ignore[list-item]
+            F("parent").asc(nulls_first=True),  # type: ignore[list-item]
+            Lower("name"),  # type: ignore[list-item]
+        ]
 
     @admin.display(description="object", ordering="name")
     def tree_label(self, obj: BookableObject) -> str:
