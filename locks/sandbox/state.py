@@ -228,6 +228,35 @@ class SandboxState:
     def now(self) -> datetime:
         return self.clock()
 
+    # --- persistence (the demo keeps IQ activations across restarts, as a real Salto site would) ----------
+
+    def export_activations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {
+                    "username": username,
+                    "iq_id": iq_id,
+                    "secret": activation.secret,
+                    "pin": activation.pin,
+                    "first_secret_taken": activation.first_secret_taken,
+                    "activated": activation.activated,
+                    "activation_date": iso(activation.activation_date) if activation.activation_date else None,
+                }
+                for (username, iq_id), activation in self._world.activations.items()
+            ]
+
+    def import_activations(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for row in rows:
+                date = row.get("activation_date")
+                self._world.activations[(str(row["username"]), str(row["iq_id"]))] = Activation(
+                    secret=str(row["secret"]),
+                    pin=str(row["pin"]),
+                    first_secret_taken=bool(row["first_secret_taken"]),
+                    activated=bool(row["activated"]),
+                    activation_date=datetime.fromisoformat(date) if date else None,
+                )
+
     def add_fault(self, fault: Fault) -> Fault:
         with self._lock:
             self._world.faults.append(fault)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -76,3 +78,71 @@ def test_it_serves_on_loopback_until_stopped() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _serve(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "salto_sandbox", "--port", "0", "--log-level", "warning", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for _ in range(40):
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
+        if found:
+            url = found.group(1)
+            for _ in range(50):
+                try:
+                    httpx2.get(f"{url}/_sandbox/state", timeout=2)
+                    return process, url
+                except httpx2.ConnectError:
+                    time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the sandbox did not start")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(10)
+
+
+def test_a_state_file_keeps_iq_activations_across_restarts(tmp_path: Path) -> None:
+    # given a sandbox with a state file, where the demo account was activated at the IQ
+    root = Path(__file__).resolve().parents[2]
+    state_file = tmp_path / "sandbox.json"
+    process, url = _serve(root, "--state-file", str(state_file))
+    try:
+        activation = httpx2.post(f"{url}/_sandbox/iqs/{demo.DEMO_IQ_ID}/activation", json={}, timeout=5).json()
+    finally:
+        _stop(process)
+    # when it restarts
+    process, url = _serve(root, "--state-file", str(state_file))
+    try:
+        token = httpx2.post(
+            f"{url}/connect/token",
+            data={
+                "grant_type": "password",
+                "username": demo.DEMO_USERNAME,
+                "password": demo.DEMO_PASSWORD,
+                "scope": "user_api.full_access",
+            },
+            auth=(demo.DEMO_CLIENT_ID, demo.DEMO_CLIENT_SECRET),
+            timeout=5,
+        ).json()["access_token"]
+        activated = httpx2.get(
+            f"{url}/v1.1/me/{demo.DEMO_SITE_ID}/activated_iqs", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        ).json()
+        secret_again = httpx2.get(
+            f"{url}/v1.1/sites/{demo.DEMO_SITE_ID}/iqs/{demo.DEMO_IQ_ID}/secret",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+    finally:
+        _stop(process)
+    # then the account is still activated there, with the same secret (which Salto hands out only once)
+    assert [item["iq_id"] for item in activated["items"] if item["activated"]] == [demo.DEMO_IQ_ID]
+    assert secret_again.status_code == 403
+    saved = {row["iq_id"]: row for row in json.loads(state_file.read_text())}
+    assert saved[demo.DEMO_IQ_ID]["secret"] == activation["secret"]

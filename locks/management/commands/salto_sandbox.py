@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -19,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
         parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+        parser.add_argument(
+            "--state-file",
+            type=Path,
+            help="keep IQ activations (secret, PIN) in this JSON file across restarts, as a real site would",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host: str = options["host"]
@@ -41,8 +48,17 @@ class Command(BaseCommand):
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{port}"
         self.stdout.write(self._instructions(url))
-        server = make_server(SandboxState(), log_level=options["log_level"])
-        server.run(sockets=[sock])
+        state = SandboxState()
+        state_file: Path | None = options["state_file"]
+        if state_file is not None and state_file.exists():
+            state.import_activations(json.loads(state_file.read_text()))
+        server = make_server(state, log_level=options["log_level"])
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if state_file is not None:
+                state_file.parent.mkdir(parents=True, exist_ok=True)
+                state_file.write_text(json.dumps(state.export_activations(), indent=2))
 
     @staticmethod
     def _instructions(url: str) -> str:
