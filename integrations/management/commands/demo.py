@@ -20,8 +20,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.demo import DEMO_ACCOUNTS, seed_demo_data
+from integrations.services.console import demo_integration_prefill
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+# The sandbox keeps the IQ activation here, so a restarted demo still opens doors with the stored PIN.
+SANDBOX_STATE = Path(settings.BASE_DIR) / ".demo" / "sandbox.json"
 
 
 class Command(BaseCommand):
@@ -31,19 +34,35 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="Port of the console (default 8000).")
         parser.add_argument("--sandbox-port", type=int, default=8765, help="Port of the Salto KS sandbox.")
         parser.add_argument("--setup-only", action="store_true", help="Migrate and load data, then stop.")
+        parser.add_argument(
+            "--sandbox-state", type=Path, default=SANDBOX_STATE, help="Where the sandbox keeps IQ activations."
+        )
 
-    def handle(self, *args: Any, port: int, sandbox_port: int, setup_only: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, port: int, sandbox_port: int, setup_only: bool, sandbox_state: Path, **options: Any
+    ) -> None:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         call_command("migrate", interactive=False, verbosity=0)
         seed_demo_data()
-        self._prefill_integration(sandbox_url)
+        demo_integration_prefill()
         self._print_accounts(port, sandbox_url)
         if setup_only:
             return
 
         child_env = {**os.environ, **self._sandbox_environment(sandbox_url)}
         children = [
-            subprocess.Popen([sys.executable, MANAGE, "salto_sandbox", "--port", str(sandbox_port)], env=child_env),
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    MANAGE,
+                    "salto_sandbox",
+                    "--port",
+                    str(sandbox_port),
+                    "--state-file",
+                    str(sandbox_state),
+                ],
+                env=child_env,
+            ),
             subprocess.Popen([sys.executable, MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"], env=child_env),
         ]
         try:
@@ -74,13 +93,6 @@ class Command(BaseCommand):
             "SALTO_KS_CLIENT_ID": demo.DEMO_CLIENT_ID,
             "SALTO_KS_CLIENT_SECRET": demo.DEMO_CLIENT_SECRET,
         }
-
-    def _prefill_integration(self, sandbox_url: str) -> None:
-        try:
-            from integrations.services.console import demo_integration_prefill
-        except ImportError:
-            return
-        demo_integration_prefill()
 
     def _print_accounts(self, port: int, sandbox_url: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"\nDemo accounts (log in at http://127.0.0.1:{port}/admin/):"))
