@@ -6,6 +6,7 @@ learn about status changes through `bookings.signals.booking_status_changed`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import formats, timezone
 
 
 class BookableObject(models.Model):
@@ -140,7 +142,15 @@ class BookingFieldValue(models.Model):
         constraints = [models.UniqueConstraint(fields=["booking", "field"], name="one_value_per_booking_field")]
 
     def __str__(self) -> str:
-        return f"{self.field.technical_name} = {self.value}"
+        return f"{self.field.technical_name} = {self.display_value}"
+
+    @property
+    def display_value(self) -> str:
+        """The value as a person reads it: date-times in the site's local time, not UTC."""
+        value = self.value
+        if isinstance(value, datetime):
+            return formats.localize(timezone.localtime(value))
+        return "" if value is None else str(value)
 
     @property
     def value(self) -> Any:

@@ -64,3 +64,23 @@ def test_a_main_object_with_sub_objects_cannot_become_a_sub_object(venue: dict[s
     venue["a"].parent = venue["solo"]
     with pytest.raises(ValidationError, match="has sub-objects of its own"):
         venue["a"].full_clean()
+
+
+def test_a_date_time_field_value_reads_in_local_time(settings: object) -> None:
+    from datetime import UTC, datetime
+
+    from bookings.models import Booking, BookingField, BookingFieldValue, BookingStatus
+
+    room = BookableObject.objects.create(name="Room")
+    booking = Booking.objects.create(
+        object=room,
+        start=datetime(2026, 11, 25, 9, tzinfo=UTC),
+        end=datetime(2026, 11, 25, 10, tzinfo=UTC),
+        status=BookingStatus.objects.first(),
+        customer_name="Ada",
+    )
+    field = BookingField.objects.create(name="Last opened", technical_name="custom01", field_type="datetime")
+    value = BookingFieldValue(booking=booking, field=field)
+    value.set_value(datetime(2026, 11, 25, 19, 15, tzinfo=UTC))
+    # Europe/Amsterdam is UTC+1 in November
+    assert str(value) == "custom01 = Nov. 25, 2026, 8:15 p.m."
