@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ class RunningDemo:
     url: str
     sandbox_url: str
     output: str
+    process: subprocess.Popen[str]
 
     @property
     def accounts(self) -> dict[str, str]:
@@ -42,8 +44,15 @@ def running_demo(workdir: Path) -> Iterator[RunningDemo]:
     environ.update(DEBUG="1", DATABASE_URL=f"sqlite:///{workdir / 'demo.sqlite3'}", PYTHONUNBUFFERED="1")
     command = [sys.executable, "manage.py", "demo", "--port", str(port), "--sandbox-port", str(sandbox_port)]
     command += ["--sandbox-state", str(workdir / "sandbox.json")]
+    # Its own process group, so that nothing it started can outlive the test.
     process = subprocess.Popen(
-        command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -60,10 +69,10 @@ def running_demo(workdir: Path) -> Iterator[RunningDemo]:
         assert "Console ready at" in output, output
         sandbox = re.search(r"Salto KS sandbox: (http://127\.0\.0\.1:\d+)", output)
         assert sandbox, output
-        yield RunningDemo(f"http://127.0.0.1:{port}", sandbox.group(1), output)
+        yield RunningDemo(f"http://127.0.0.1:{port}", sandbox.group(1), output, process)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -58,3 +59,16 @@ def test_the_demo_starts_the_sandbox_and_prefills_the_integration(demo: RunningD
     operator = _log_in(demo.url, "operator", demo.accounts["operator"])
     integrations = operator.get("/admin/integrations/integration/")
     assert "Salto KS acceptance (sandbox)" in integrations.text
+
+
+def test_the_demo_stops_on_sigterm_without_leaving_processes(tmp_path: Path) -> None:
+    # given a running demo
+    with running_demo(tmp_path) as demo:
+        assert httpx2.get(f"{demo.sandbox_url}/_sandbox/state", timeout=2).status_code == 200
+    # when it was sent SIGTERM (as a service manager or a background job's kill does),
+    # then it stopped by itself, and so did the console and the sandbox it started
+    assert demo.process.returncode == 0
+    for url in (f"{demo.url}/healthz", f"{demo.sandbox_url}/_sandbox/state"):
+        with pytest.raises(httpx2.ConnectError):
+            httpx2.get(url, timeout=2)
+    assert (tmp_path / "sandbox.json").exists()  # the sandbox saved its state on the way out

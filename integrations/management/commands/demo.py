@@ -27,6 +27,10 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 SANDBOX_STATE = Path(settings.BASE_DIR) / ".demo" / "sandbox.json"
 
 
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Set up and serve the demo: console on SQLite plus the bundled Salto KS sandbox."
 
@@ -49,6 +53,8 @@ class Command(BaseCommand):
         if setup_only:
             return
 
+        # Stop cleanly on SIGTERM as on Ctrl-C: a background job of a non-interactive shell ignores SIGINT.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         child_env = {**os.environ, **self._sandbox_environment(sandbox_url)}
         children = [
             subprocess.Popen(
@@ -76,7 +82,7 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+                    child.terminate()  # both stop gracefully on SIGTERM; the sandbox saves its state
             for child in children:
                 try:
                     child.wait(timeout=10)

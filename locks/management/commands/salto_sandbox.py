@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from locks.sandbox import demo
 from locks.sandbox.server import is_loopback, make_server
 from locks.sandbox.state import SandboxState
+
+
+def _stop_like_ctrl_c(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -53,8 +58,13 @@ class Command(BaseCommand):
         if state_file is not None and state_file.exists():
             state.import_activations(json.loads(state_file.read_text()))
         server = make_server(state, log_level=options["log_level"])
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found; make that
+        # handler an exception (like Ctrl-C) so the state below is still saved.
+        signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
         try:
             server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
         finally:
             if state_file is not None:
                 state_file.parent.mkdir(parents=True, exist_ok=True)
