@@ -96,6 +96,8 @@ class Integration(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # As the manual's menu path reads: Integrations > Salto KS.
+        verbose_name = "Salto KS integration"
         constraints = [
             models.CheckConstraint(condition=Q(minutes_before__lte=1440), name="minutes_before_at_most_a_day"),
         ]
