@@ -26,8 +26,10 @@ demo: $(STAMP)
 	DEBUG=1 $(PY) manage.py demo
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 system-deps:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 services:
 	@bash scripts/ensure-services.sh
