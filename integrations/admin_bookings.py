@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -106,7 +106,10 @@ class OpeningBookingAdmin(BookingAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not request.user.has_perm(OPEN_PERMISSION):
             raise PermissionDenied
-        booking = get_object_or_404(Booking, pk=object_id)
+        # get_object answers None for an id that is not a number too (a 404, never a 500).
+        booking = self.get_object(request, unquote(object_id))
+        if booking is None:
+            raise Http404("No such booking")
         result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF, actor=request.user)
         result.open_request.refresh_from_db()  # eager mode may have run it already
         level, text = outcome_message(result)

@@ -80,6 +80,12 @@ def test_the_open_button_shows_a_refusal(world: World, desk: Client) -> None:
     assert "not opened: status '10 Option' does not allow opening." in text or "does not allow opening" in text
 
 
+def test_an_open_on_a_booking_id_that_is_not_a_number_is_404_not_500(world: World, desk: Client) -> None:
+    assert desk.post("/admin/bookings/booking/abc/open/").status_code == 404
+    assert desk.post("/admin/bookings/booking/999999/open/").status_code == 404
+    assert not OpenRequest.objects.exists()
+
+
 def test_without_the_right_there_is_no_button_and_no_open(world: World, client: Client) -> None:
     user = make_user("viewer")
     from django.contrib.auth.models import Permission
