@@ -31,15 +31,19 @@ def outcome_message(result: OpenRequestResult) -> tuple[int, str]:
     """A message level and sentence for staff after an open action."""
     req = result.open_request
     prefix = f"Booking #{req.booking_id}: "
-    if not result.created:
-        return messages.INFO, prefix + f"already being opened (open request #{req.pk}, {req.get_state_display()})."
     if req.state == OpenRequest.State.REFUSED:
+        # A repeat of a refused request collapses into it (dedupe): still a refusal, with its reason.
         return messages.ERROR, prefix + f"not opened: {req.reason}"
+    lock = req.lock_name or req.lock_id
+    if not result.created and req.state == OpenRequest.State.OPENED:
+        return messages.INFO, prefix + f"lock '{lock}' was opened just now (open request #{req.pk}); not sent again."
+    if not result.created and req.state in (OpenRequest.State.PENDING, OpenRequest.State.SENDING):
+        return messages.INFO, prefix + f"lock '{lock}' is already being opened (open request #{req.pk})."
     if req.state == OpenRequest.State.OPENED:
-        return messages.SUCCESS, prefix + f"lock '{req.lock_name or req.lock_id}' opened (open request #{req.pk})."
+        return messages.SUCCESS, prefix + f"lock '{lock}' opened (open request #{req.pk})."
     if req.state in (OpenRequest.State.FAILED, OpenRequest.State.EXPIRED):
         return messages.ERROR, prefix + f"opening failed: {req.reason}"
-    return messages.SUCCESS, prefix + f"opening lock '{req.lock_name or req.lock_id}' (open request #{req.pk})."
+    return messages.SUCCESS, prefix + f"opening lock '{lock}' (open request #{req.pk})."
 
 
 class OpenRequestInline(admin.TabularInline[OpenRequest, Booking]):

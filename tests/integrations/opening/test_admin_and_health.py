@@ -86,6 +86,31 @@ def test_an_open_on_a_booking_id_that_is_not_a_number_is_404_not_500(world: Worl
     assert not OpenRequest.objects.exists()
 
 
+def test_a_repeated_refused_open_still_says_why_not(world: World, desk: Client) -> None:
+    booking = make_booking(world, status=world.new)
+    desk.post(f"/admin/bookings/booking/{booking.pk}/open/")
+    response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
+    text = " ".join(str(m) for m in response.context["messages"])
+    # The repeat collapsed into the first refusal (dedupe); staff must see the reason, not "being opened".
+    assert OpenRequest.objects.count() == 1
+    assert f"Booking #{booking.pk}: not opened: status '10 Option' does not allow opening." in text
+    assert "being opened" not in text
+
+
+def test_a_repeated_open_inside_the_dedupe_window_says_it_was_not_sent_again(
+    world: World, desk: Client, salto: respx.Router, django_capture_on_commit_callbacks: Any
+) -> None:
+    booking = make_booking(world, status=world.paid)
+    with django_capture_on_commit_callbacks(execute=True):
+        desk.post(f"/admin/bookings/booking/{booking.pk}/open/")
+    assert OpenRequest.objects.get().state == OpenRequest.State.OPENED
+    response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert salto.routes["open"].call_count == 1
+    assert "lock 'Front door' was opened just now" in text
+    assert "not sent again" in text
+
+
 def test_without_the_right_there_is_no_button_and_no_open(world: World, client: Client) -> None:
     user = make_user("viewer")
     from django.contrib.auth.models import Permission
