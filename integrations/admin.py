@@ -41,6 +41,17 @@ from integrations.services.console import (
     site_resolve_id,
 )
 
+# The manual's notes, shown where the operator needs them.
+ACCEPTANCE_NOTE = (
+    "Acceptance and production are separate environments with their own account, site and IQ. "
+    "Test fully in acceptance before configuring production."
+)
+PIN_NOTE = (
+    "The PIN + the IQ secret form the OTP that signs every open command. If you change the IQ PIN outside "
+    "i-Reserve, you must re-activate the integration (GET PIN / Set PIN). Otherwise the OTP commands no longer "
+    "match and the door will not open."
+)
+
 LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning": messages.WARNING, "error": messages.ERROR}
 
 
@@ -123,6 +134,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
         (
             "Authentication",
             {
+                "description": ACCEPTANCE_NOTE,
                 "fields": [
                     "environment",
                     "site_uid",
@@ -139,7 +151,7 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
             {
                 "description": (
                     "Activate the IQ gateway with a PIN; required before locks can be opened. Enter the IQ id, "
-                    "click GET PIN, enter the desired 4-digit PIN in new pin and click Set PIN."
+                    "click GET PIN, enter the desired 4-digit PIN in new pin and click Set PIN. " + PIN_NOTE
                 ),
                 "fields": [
                     "iq_id",

@@ -524,6 +524,13 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int]) ->
 # --- Activate / deactivate ----------------------------------------------------------------------------
 
 
+# The manual's step 4, said when the switch goes on.
+ACTIVATION_TEST_HINT = (
+    "Test it: move a booking to a status under Lock may open from status and run the open action (Open door on "
+    "the booking); verify the lock opens and (if configured) the open time and the check-in status are updated."
+)
+
+
 def integration_activate(*, integration: Integration) -> Outcome:
     """Set the integration active, or refuse with every missing step listed."""
     with transaction.atomic():
@@ -538,7 +545,7 @@ def integration_activate(*, integration: Integration) -> Outcome:
         current._change_reason = "activated"  # type: ignore[attr-defined]
         current.save(update_fields=["is_active", "updated_at"])
     integration.is_active = True
-    return Outcome.success(f"{current} is active: doors may now be opened for bookings.")
+    return Outcome.success(f"{current} is active: doors may now be opened for bookings.", [ACTIVATION_TEST_HINT])
 
 
 def integration_deactivate(*, integration: Integration) -> Outcome:

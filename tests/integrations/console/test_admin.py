@@ -119,6 +119,19 @@ def test_the_change_page_shows_the_manuals_labels_and_tabs(admin_client: Client,
     assert 'name="site_id"' not in html
 
 
+def test_the_page_shows_the_manuals_notes(admin_client: Client, integration: Integration) -> None:
+    html = admin_client.get(change_url(integration)).content.decode()
+    assert (
+        "Acceptance and production are separate environments with their own account, site and IQ. "
+        "Test fully in acceptance before configuring production." in html
+    )
+    assert "The PIN + the IQ secret form the OTP that signs every open command." in html
+    assert (
+        "If you change the IQ PIN outside i-Reserve, you must re-activate the integration (GET PIN / Set PIN). "
+        "Otherwise the OTP commands no longer match and the door will not open." in html
+    )
+
+
 def test_the_page_shows_iq_is_activated_with_the_time(admin_client: Client, integration: Integration) -> None:
     make_ready(integration)
     html = admin_client.get(change_url(integration)).content.decode()

@@ -504,6 +504,11 @@ def test_activation_succeeds_when_complete(integration: Integration) -> None:
     assert outcome.ok, outcome.details
     integration.refresh_from_db()
     assert integration.is_active is True
+    # The manual's step 4: how to test it end to end.
+    assert outcome.details == [
+        "Test it: move a booking to a status under Lock may open from status and run the open action (Open door on "
+        "the booking); verify the lock opens and (if configured) the open time and the check-in status are updated."
+    ]
 
 
 def test_activation_refused_when_an_object_is_mapped_by_another_active_integration(objects: dict) -> None:
