@@ -30,6 +30,7 @@ from integrations.models import Integration, LockMapping
 from integrations.services.console import (
     Outcome,
     access_test,
+    details_warnings,
     format_local,
     integration_activate,
     integration_config_save,
@@ -297,6 +298,8 @@ class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # ty
     def save_related(self, request: HttpRequest, form: Form, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         integration: Integration = form.instance  # type: ignore[attr-defined]
+        for warning in details_warnings(integration=integration):
+            self._report(request, warning)
         wants_active = bool(form.cleaned_data.get("activate"))
         if wants_active and not integration.is_active:
             if getattr(request, "_console_identity_reset", False):

@@ -521,6 +521,19 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int]) ->
     ]
 
 
+def details_warnings(*, integration: Integration) -> list[Outcome]:
+    """What in the saved Details would surprise staff later (the Details are valid either way)."""
+    checkin = integration.checkin_status
+    if checkin is None or integration.open_statuses.filter(pk=checkin.pk).exists():
+        return []
+    return [
+        Outcome.warning(
+            f"Status after opening (check-in) “{checkin}” is not ticked under Lock may open from status: once a "
+            "booking is checked in, its door will not open again (guests going in and out). Tick it too if it should."
+        )
+    ]
+
+
 # --- Activate / deactivate ----------------------------------------------------------------------------
 
 

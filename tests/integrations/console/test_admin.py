@@ -374,3 +374,19 @@ def test_the_history_records_who_changed_what_and_secrets_as_changed(
     html = page.content.decode()
     assert "Password changed" in html
     assert "brand-new-password" not in html
+
+
+def test_a_check_in_status_that_may_not_open_is_warned_about(admin_client: Client, integration: Integration) -> None:
+    from bookings.models import BookingStatus
+
+    paid = BookingStatus.objects.get(code=30)
+    checked_in = BookingStatus.objects.get_or_create(code=55, defaults={"name": "Checked in (test)"})[0]
+    data = {**form_data(integration), "open_statuses": [paid.pk], "checkin_status": checked_in.pk, "_continue": "1"}
+    response = admin_client.post(change_url(integration), data, follow=True)
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert "is not ticked under Lock may open from status" in text
+    assert "will not open again" in text
+
+    data["open_statuses"] = [paid.pk, checked_in.pk]
+    response = admin_client.post(change_url(integration), data, follow=True)
+    assert "is not ticked" not in " ".join(str(m) for m in response.context["messages"])
