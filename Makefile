@@ -12,7 +12,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/ireserve
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/9
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install system-deps services test-postgres test-sqlite clean
+.PHONY: demo test lint format install system-deps services test-postgres test-sqlite bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ test-sqlite: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -m "not postgres and not e2e and not browser" $(PYTEST_ARGS)
 
 test: $(STAMP) system-deps services lint test-postgres test-sqlite
+
+# Benchmarks that print their figures (bench/README.md): a dedicated database (dropped and re-created) and Redis DB.
+BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/ireserve_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+bench: $(STAMP) services
+	$(TEST_ENV) BENCH_DATABASE_URL=$(BENCH_PG_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_latency
+	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.token_concurrency
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts
