@@ -7,6 +7,7 @@ admin's autodiscovery). Also the OpenRequest admin (read-only: it is an audit tr
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -30,7 +32,7 @@ OPEN_PERMISSION = "integrations.open_door"
 def outcome_message(result: OpenRequestResult) -> tuple[int, str]:
     """A message level and sentence for staff after an open action."""
     req = result.open_request
-    prefix = f"Booking #{req.booking_id}: "
+    prefix = f"Booking #{req.booking_id} ({req.booking.customer_name}): "
     if req.state == OpenRequest.State.REFUSED:
         # A repeat of a refused request collapses into it (dedupe): still a refusal, with its reason.
         return messages.ERROR, prefix + f"not opened: {req.reason}"
@@ -103,7 +105,21 @@ class OpeningBookingAdmin(BookingAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         extra_context = {**(extra_context or {}), "can_open_door": request.user.has_perm(OPEN_PERMISSION)}
-        return super().change_view(request, object_id, form_url, extra_context)
+        saved_since = timezone.now()
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "POST" and isinstance(response, HttpResponseRedirect):
+            # The save has committed, so a status change has been announced and its open requested (and, without
+            # a broker, already sent): tell staff what happened to the door, not only that the booking was saved.
+            self._report_automatic_opens(request, object_id, since=saved_since)
+        return response
+
+    def _report_automatic_opens(self, request: HttpRequest, object_id: str, *, since: datetime) -> None:
+        automatic = OpenRequest.objects.select_related("booking").filter(
+            booking_id=unquote(object_id), trigger=OpenRequest.Trigger.STATUS_CHANGE, created_at__gte=since
+        )
+        for open_request in automatic.order_by("created_at"):
+            level, text = outcome_message(OpenRequestResult(open_request, created=True))
+            self.message_user(request, f"Status change: {text}", level)
 
     def open_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":

@@ -96,6 +96,8 @@ def test_the_operator_configures_the_demo_and_a_status_change_opens_the_door(
     desk.select_option("#id_status", label="20 Definitive")
     desk.click("input[name=_continue]")
     expect(desk.locator(messages)).to_contain_text("was changed successfully")
+    expect(desk.locator(messages)).to_contain_text("Status change: Booking #1 (Ada Lovelace): lock 'Studio 2' opened")
+    desk.screenshot(path=str(SCREENSHOTS / "demo-2a-status-change-message.png"))
 
     # The booking shows the open, its time and the check-in status ...
     desk.reload()

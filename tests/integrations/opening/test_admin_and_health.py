@@ -9,6 +9,7 @@ import pytest
 import respx
 from django.template.loader import render_to_string
 from django.test import Client
+from django.utils import timezone
 
 from integrations.models import Integration, OpenRequest
 from integrations.services.health import integration_health_check
@@ -69,7 +70,7 @@ def test_the_open_button_opens_and_says_so(
     assert OpenRequest.objects.get().state == OpenRequest.State.OPENED
     assert salto.routes["open"].call_count == 1
     text = " ".join(str(m) for m in response.context["messages"])
-    assert f"Booking #{booking.pk}: opening lock 'Front door'" in text
+    assert f"Booking #{booking.pk} (Guest): opening lock 'Front door'" in text
     assert "Open requests" in response.content.decode()  # the open requests inline on the booking page
 
 
@@ -93,7 +94,7 @@ def test_a_repeated_refused_open_still_says_why_not(world: World, desk: Client) 
     text = " ".join(str(m) for m in response.context["messages"])
     # The repeat collapsed into the first refusal (dedupe); staff must see the reason, not "being opened".
     assert OpenRequest.objects.count() == 1
-    assert f"Booking #{booking.pk}: not opened: status '10 Option' does not allow opening." in text
+    assert f"Booking #{booking.pk} (Guest): not opened: status '10 Option' does not allow opening." in text
     assert "being opened" not in text
 
 
@@ -135,8 +136,8 @@ def test_the_bulk_action_opens_each_booking_and_reports(
             follow=True,
         )
     text = " | ".join(str(m) for m in response.context["messages"])
-    assert f"Booking #{allowed.pk}: opening lock 'Front door'" in text
-    assert f"Booking #{refused.pk}: not opened" in text
+    assert f"Booking #{allowed.pk} (Guest): opening lock 'Front door'" in text
+    assert f"Booking #{refused.pk} (Guest): not opened" in text
     assert salto.routes["open"].call_count == 1
 
 
@@ -176,3 +177,54 @@ def test_the_health_check(
     assert integration.health_ok is ok
     assert integration.health_checked_at is not None
     assert (integration.activation_state == "needs_reactivation") is flagged
+
+
+def _change_form_data(booking: Any, status: Any) -> dict[str, str]:
+    local_start, local_end = (timezone.localtime(booking.start), timezone.localtime(booking.end))
+    data = {
+        "object": str(booking.object_id),
+        "start_0": local_start.strftime("%Y-%m-%d"),
+        "start_1": local_start.strftime("%H:%M:%S"),
+        "end_0": local_end.strftime("%Y-%m-%d"),
+        "end_1": local_end.strftime("%H:%M:%S"),
+        "status": str(status.pk),
+        "customer_name": booking.customer_name,
+        "customer_email": "",
+        "_continue": "Save and continue editing",
+    }
+    for prefix in ("field_values", "status_changes", "open_requests"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
+    return data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_change_in_the_booking_page_says_what_happened_to_the_door(
+    salto: respx.Router, client: Client
+) -> None:
+    # given an allowed status change, saved for real (committed), as front desk does it on the booking page
+    world = make_world()
+    booking = make_booking(world, status=world.new)
+    client.force_login(make_user("desk", is_superuser=True))
+    # when
+    response = client.post(
+        f"/admin/bookings/booking/{booking.pk}/change/", _change_form_data(booking, world.paid), follow=True
+    )
+    # then the page says the door was opened, not only that the booking was saved
+    texts = [str(m) for m in response.context["messages"]]
+    assert any("was changed successfully" in t for t in texts)
+    assert f"Status change: Booking #{booking.pk} (Guest): lock 'Front door' opened" in " ".join(texts), texts
+    assert salto.routes["open"].call_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_change_that_is_refused_says_why(client: Client) -> None:
+    # given an integration flagged for re-activation: automatic opens are refused, with the reason
+    world = make_world(activation_state=Integration.ActivationState.NEEDS_REACTIVATION, reactivation_reason="otp")
+    booking = make_booking(world, status=world.new)
+    client.force_login(make_user("desk", is_superuser=True))
+    response = client.post(
+        f"/admin/bookings/booking/{booking.pk}/change/", _change_form_data(booking, world.paid), follow=True
+    )
+    texts = " ".join(str(m) for m in response.context["messages"])
+    assert f"Status change: Booking #{booking.pk} (Guest): not opened:" in texts
+    assert "re-activation" in texts
