@@ -36,6 +36,9 @@ def token_cache_key(*, environment: str, identity_url: str, client_id: str, user
     return "salto_ks:token:" + hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
+FIRST_POLL_SECONDS = 0.005
+
+
 class TokenProvider:
     def __init__(
         self,
@@ -81,9 +84,12 @@ class TokenProvider:
                 finally:
                     if self._cache.get(self._lock_key) == nonce:
                         self._cache.delete(self._lock_key)
-            # Someone else is fetching: wait for their token rather than asking Salto again.
+            # Someone else is fetching: wait for their token rather than asking Salto again. Look again soon
+            # (a token fetch takes milliseconds to a second), backing off to the poll interval.
+            pause = min(self._poll, FIRST_POLL_SECONDS)
             while self._cache.get(self._lock_key) is not None and time.monotonic() < deadline:
-                time.sleep(self._poll)
+                time.sleep(pause)
+                pause = min(self._poll, pause * 2)
                 cached = self._cached()
                 if cached is not None:
                     return cached
