@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ireserve_salto.celery import app
+from tests.integrations.opening.builders import eager_celery
 
 
 @pytest.fixture(autouse=True)
 def _eager_celery() -> Iterator[None]:
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+    with eager_celery():
+        yield

@@ -14,30 +14,22 @@ from django.utils import timezone
 from integrations.models import Integration, OpenRequest
 from integrations.services.health import integration_health_check
 from tests.integrations.opening.builders import (
-    FRONT_DOOR,
+    API,
     IQ_ID,
     SITE_ID,
     World,
     make_booking,
     make_user,
     make_world,
+    salto_that_opens_the_front_door,
 )
 
 pytestmark = pytest.mark.django_db
 
-IDENTITY = "https://identity.test"
-API = "https://api.test"
-
 
 @pytest.fixture
 def salto(settings: Any) -> Iterator[respx.Router]:
-    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
-    settings.SALTO_KS_ACCEPTANCE_API_URL = API
-    with respx.mock(using="httpcore2", assert_all_called=False) as router:
-        router.post(f"{IDENTITY}/connect/token").respond(
-            200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"}
-        )
-        router.patch(f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking", name="open").respond(200, json={})
+    with salto_that_opens_the_front_door(settings) as router:
         yield router
 
 

@@ -14,12 +14,10 @@ from django.db import connection, connections
 from integrations.models import OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform
-from tests.integrations.opening.builders import FRONT_DOOR, SITE_ID, make_booking, make_world
+from tests.integrations.opening.builders import API, FRONT_DOOR, IDENTITY, SITE_ID, make_booking, make_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-IDENTITY = "https://identity.test"
-API = "https://api.test"
 WORKERS = 8
 
 

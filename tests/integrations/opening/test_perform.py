@@ -18,12 +18,20 @@ from integrations.models import Integration, OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
 from locks.otp import compute_otp
-from tests.integrations.opening.builders import FRONT_DOOR, PIN, SECRET, SITE_ID, World, make_booking, make_world
+from tests.integrations.opening.builders import (
+    API,
+    FRONT_DOOR,
+    IDENTITY,
+    PIN,
+    SECRET,
+    SITE_ID,
+    World,
+    make_booking,
+    make_world,
+)
 
 pytestmark = pytest.mark.django_db
 
-IDENTITY = "https://identity.test"
-API = "https://api.test"
 OPEN_URL = f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking"
 State = OpenRequest.State
 
