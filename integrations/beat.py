@@ -9,4 +9,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "sweep-open-requests": {"task": "integrations.sweep_open_requests", "schedule": 15.0},
     # Notice a PIN or secret changed outside before the next guest does.
     "check-integrations-health": {"task": "integrations.check_integrations_health", "schedule": 300.0},
+    # Keep the cached online state fresh, so an offline lock is refused before anything is sent.
+    "refresh-lock-lists": {"task": "integrations.refresh_lock_lists", "schedule": 600.0},
 }

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from integrations.models import Integration
+from integrations.services.console import locks_refresh
 from integrations.services.health import integration_health_check
 from integrations.services.opening import open_request_enqueue, open_request_perform, open_requests_sweep
 
@@ -62,3 +63,21 @@ def check_integration_health(integration_id: int) -> None:
 def check_integrations_health() -> None:
     for integration_id in Integration.objects.filter(is_active=True).values_list("pk", flat=True):
         check_integration_health.delay(integration_id)
+
+
+@shared_task(name="integrations.refresh_lock_lists", ignore_result=True, soft_time_limit=20, time_limit=30)
+def refresh_lock_lists() -> None:
+    for integration_id in Integration.objects.filter(is_active=True).exclude(site_id="").values_list("pk", flat=True):
+        refresh_lock_list.delay(integration_id)
+
+
+@shared_task(
+    name="integrations.refresh_lock_list", acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def refresh_lock_list(integration_id: int) -> None:
+    # The cached online state is what refuses an open to an offline lock before anything is sent.
+    integration = Integration.objects.filter(pk=integration_id, is_active=True).first()
+    if integration is not None:
+        outcome = locks_refresh(integration=integration)
+        if not outcome.ok:
+            logger.warning("Lock list of integration %s not refreshed: %s", integration_id, outcome.text)

@@ -12,5 +12,9 @@ def test_celery_speaks_json_only() -> None:
 def test_every_scheduled_task_exists() -> None:
     app.loader.import_default_modules()
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert scheduled == {"integrations.sweep_open_requests", "integrations.check_integrations_health"}
+    assert scheduled == {
+        "integrations.sweep_open_requests",
+        "integrations.check_integrations_health",
+        "integrations.refresh_lock_lists",
+    }
     assert scheduled <= set(app.tasks)
