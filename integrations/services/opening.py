@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from bookings.models import Booking, BookingStatusChange
 from bookings.services import booking_change_status, booking_set_field_value
-from integrations.models import Integration, OpenRequest
+from integrations.models import CachedLock, Integration, OpenRequest
 from integrations.selectors import booking_open_assessment
 from locks.errors import (
     OtpBlocked,
@@ -273,6 +273,7 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
         return PerformOutcome(State.FAILED)
     except SaltoError as exc:
         _finish_failed(open_request, exc, started, reason=_failure_reason(exc))
+        _remember_offline(integration, lock.lock_id, exc)
         return PerformOutcome(State.FAILED)
     except Exception as exc:
         # A bug or an unexpected library error: record it on the row so staff are not left guessing.
@@ -287,6 +288,19 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
         return PerformOutcome(State.FAILED)
     _finish_opened(open_request, integration, started)
     return PerformOutcome(State.OPENED)
+
+
+def _remember_offline(integration: Integration, lock_id: str, exc: SaltoError) -> None:
+    """Salto said offline: mark the cached lock (or its IQ) so the next open is refused before sending.
+
+    No documented error code exists for this (salto-ks-api.md §7.1), so the message is read; the next
+    GET locks or beat refresh puts the real state back.
+    """
+    text = f"{exc.salto_message or ''} {exc.kind}".lower()
+    if "offline" not in text:
+        return
+    field = "iq_online" if "iq_offline" in text or "iq offline" in text else "online"
+    CachedLock.objects.filter(integration=integration, lock_id=lock_id).update(**{field: False})
 
 
 def _failure_reason(exc: SaltoError) -> str:

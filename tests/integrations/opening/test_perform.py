@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from bookings.models import BookingFieldValue, BookingStatusChange
 from bookings.services import booking_change_status
-from integrations.models import Integration, OpenRequest
+from integrations.models import CachedLock, Integration, OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
 from locks.otp import compute_otp
@@ -357,6 +357,28 @@ def test_other_salto_errors_fail_with_code_and_message(
     assert open_request.salto_message == response["json"]["Message"]
     assert route.call_count == 1
     assert Integration.objects.get(pk=world.integration.pk).is_activated
+
+
+@pytest.mark.parametrize(
+    ("code", "cached_field"), [("lock_offline", "online"), ("iq_offline", "iq_online")], ids=["lock", "iq"]
+)
+def test_salto_saying_offline_refuses_the_next_open_before_sending(
+    world: World, salto: respx.Router, code: str, cached_field: str
+) -> None:
+    # given Salto answers that the lock (or its IQ) is offline
+    message = f"Request execution failed with code: {code}"
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**salto_error(409, "3102", message)))
+    booking = make_booking(world, status=world.paid)
+    first = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    assert open_request_perform(open_request_id=first.pk).state == State.FAILED
+    # then the cached lock remembers it
+    assert getattr(CachedLock.objects.get(lock_id=FRONT_DOOR), cached_field) is False
+    # and the next open (after the dedupe window) is refused with that reason, without calling Salto
+    with time_machine.travel(timezone.now() + timedelta(seconds=30)):
+        again = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    assert again.state == State.REFUSED
+    assert "offline" in again.reason
+    assert route.call_count == 1
 
 
 def test_a_request_older_than_the_freshness_limit_expires_unsent(world: World, salto: respx.Router) -> None:
