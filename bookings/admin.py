@@ -114,6 +114,10 @@ class BookingForm(ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "status" in self.fields:
+            # Post back the status the page showed, so "changed" means changed by this person, not by
+            # someone else since the page was loaded.
+            self.fields["status"].show_hidden_initial = True
         if "object" in self.fields:
             field = self.fields["object"]
             field.choices = [("", "---------")] + [  # type: ignore[attr-defined]
@@ -142,10 +146,14 @@ class BookingAdmin(admin.ModelAdmin[Booking]):
             super().save_model(request, obj, form, change)
             record_initial_status(booking=obj, actor=request.user)
             return
-        # The status itself is changed through the service, so it is recorded and announced once.
+        # The status itself is changed through the service, so it is recorded and announced once, and only
+        # when staff changed it in this form: a form loaded before someone else's change must not write the
+        # old status back (and so re-open a door or undo a cancellation). The row stays locked until the
+        # admin's transaction commits, so no other change slips in between this read and the save.
         new_status = obj.status
-        obj.status = Booking.objects.only("status").get(pk=obj.pk).status
+        obj.status = Booking.objects.select_for_update().only("status").get(pk=obj.pk).status
         super().save_model(request, obj, form, change)
-        booking_change_status(
-            booking=obj, status=new_status, actor=request.user, source=BookingStatusChange.Source.ADMIN
-        )
+        if "status" in form.changed_data:
+            booking_change_status(
+                booking=obj, status=new_status, actor=request.user, source=BookingStatusChange.Source.ADMIN
+            )
