@@ -335,7 +335,7 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
         if self.instance.pk and self.instance.is_active:
             from integrations.services.console import mapping_conflicts
 
-            errors.extend(mapping_conflicts(integration=self.instance, object_ids=[k for k in seen if k is not None]))
+            errors.extend(mapping_conflicts(integration=self.instance, object_ids=list(seen)))
         if errors:
             raise ValidationError(errors)
 

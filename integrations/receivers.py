@@ -9,7 +9,7 @@ from django.dispatch import receiver
 
 from bookings.models import BookingStatusChange
 from bookings.signals import booking_status_changed
-from integrations.models import Integration, OpenRequest
+from integrations.models import OpenRequest
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +22,14 @@ def open_on_status_change(sender: Any, change: BookingStatusChange, **kwargs: An
         return
     if change.from_status_id == change.to_status_id:
         return
-    wanted = Integration.objects.filter(
-        is_active=True, open_on_status_change=True, open_statuses=change.to_status_id
-    ).exists()
-    if not wanted:
-        return
+    from integrations.selectors import integration_for_booking
     from integrations.services.opening import open_request_create
+
+    # Ask the integration that would actually open this booking's door, not any integration.
+    integration = integration_for_booking(booking=change.booking)
+    if integration is None or not integration.is_active or not integration.open_on_status_change:
+        return
+    if not integration.open_statuses.filter(pk=change.to_status_id).exists():
+        return
 
     open_request_create(booking=change.booking, trigger=OpenRequest.Trigger.STATUS_CHANGE, actor=change.changed_by)

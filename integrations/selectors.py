@@ -16,6 +16,7 @@ from integrations.policy import (
     IntegrationFacts,
     LockFacts,
     MappingFacts,
+    Rule,
     decide,
     resolve_lock,
 )
@@ -70,19 +71,33 @@ def lock_facts(*, integration: Integration) -> dict[str, LockFacts]:
     }
 
 
+# Decision 3 across integrations: the most specific mapping wins, whichever active integration holds it.
+_RULE_RANK = {Rule.OBJECT: 0, Rule.PARENT: 1, Rule.WILDCARD: 2}
+
+
 def integration_for_booking(*, booking: Booking) -> Integration | None:
     """The integration that serves this booking.
 
-    Usually there is one per environment and only one is active. Prefer an active integration whose
-    mappings resolve a lock for the booking, then any active one, then any at all (so the refusal names it).
+    Among active integrations, the one with the most specific mapping for the booked object: its own, else
+    its parent's, else a wildcard (activation lets one active integration map an object, and one have a
+    wildcard, so the answer is unique). Failing that any active one, then any at all, so a refusal names it.
     """
     integrations = list(Integration.objects.order_by("-is_active", "name"))
     if not integrations:
         return None
     facts = booking_facts(booking=booking)
+    mappings_by_integration: dict[int, list[MappingFacts]] = {}
+    for m in LockMapping.objects.filter(integration__is_active=True):
+        mappings_by_integration.setdefault(m.integration_id, []).append(
+            MappingFacts(object_id=m.object_id, lock_id=m.lock_id, lock_name=m.lock_name)
+        )
+    ranked = []
     for integration in integrations:
-        if integration.is_active and resolve_lock(booking=facts, mappings=mapping_facts(integration=integration)):
-            return integration
+        choice = resolve_lock(booking=facts, mappings=mappings_by_integration.get(integration.pk, []))
+        if integration.is_active and choice is not None:
+            ranked.append((_RULE_RANK[Rule(choice.rule)], integration.name, integration))
+    if ranked:
+        return min(ranked, key=lambda item: item[:2])[2]
     return integrations[0]
 
 

@@ -500,25 +500,33 @@ def activation_missing_steps(
             if problem:
                 lock = cached.get(lock_id)
                 steps.append(f"Mapping to lock {lock.name if lock else lock_id}: {problem}.")
-        object_ids = [object_id for object_id, _ in mappings if object_id is not None]
+        object_ids = [object_id for object_id, _ in mappings]
         for conflict in mapping_conflicts(integration=integration, object_ids=object_ids):
             steps.append(conflict)
     return steps
 
 
-def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int]) -> list[str]:
-    """Objects among OBJECT_IDS that another *active* integration already maps (at most one may)."""
-    others = (
-        LockMapping.objects.filter(object_id__in=list(object_ids), integration__is_active=True)
-        .exclude(integration_id=integration.pk)
-        .select_related("object__parent", "integration")
-        .order_by("object__name")
-    )
-    return [
+def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | None]) -> list[str]:
+    """Mappings among OBJECT_IDS (None: the wildcard) that another *active* integration already has.
+
+    An object may be mapped by at most one active integration, and at most one active integration may have
+    a wildcard: otherwise which door a booking opens would depend on which integration is asked.
+    """
+    wanted = list(object_ids)
+    others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
+    by_object = others.filter(object_id__in=[i for i in wanted if i is not None])
+    conflicts = [
         f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
         "an object may be mapped by at most one active integration."
-        for m in others
+        for m in by_object.select_related("object__parent", "integration").order_by("object__name")
     ]
+    if None in wanted:
+        conflicts += [
+            f"The active integration “{m.integration.name}” already has a wildcard (default) mapping; "
+            "at most one active integration may have one."
+            for m in others.filter(object__isnull=True).select_related("integration")
+        ]
+    return conflicts
 
 
 def details_warnings(*, integration: Integration) -> list[Outcome]:
