@@ -112,8 +112,26 @@ class LockMappingInline(admin.TabularInline[LockMapping, Integration]):
         return "✔"
 
 
+class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
+    """History to read, never to revert.
+
+    A revert saves an old version as it was, past the activation checks and the identity-change reset:
+    it could re-activate an integration flagged "needs re-activation" with the PIN Salto just rejected.
+    """
+
+    def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "POST":
+            raise PermissionDenied("History is read-only here; change the integration on its own page.")
+        return super().history_form_view(request, object_id, version_id, extra_context)  # type: ignore[no-any-return]
+
+
 @admin.register(Integration)
-class IntegrationAdmin(SimpleHistoryAdmin, admin.ModelAdmin[Integration]):  # type: ignore[misc]
+class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # type: ignore[misc]
     form = IntegrationForm
     inlines = [LockMappingInline]
     change_form_template = "admin/integrations/integration/change_form.html"
@@ -408,7 +426,7 @@ def _activation_html(obj: Integration, *, short: bool = False) -> str:
 
 
 @admin.register(LockMapping)
-class LockMappingAdmin(SimpleHistoryAdmin, admin.ModelAdmin[LockMapping]):  # type: ignore[misc]
+class LockMappingAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[LockMapping]):  # type: ignore[misc]
     """Read access to mappings and their history (who mapped what, when); edit them on the integration."""
 
     list_display = ["__str__", "integration", "lock_id"]

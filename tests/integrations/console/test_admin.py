@@ -390,3 +390,22 @@ def test_a_check_in_status_that_may_not_open_is_warned_about(admin_client: Clien
     data["open_statuses"] = [paid.pk, checked_in.pk]
     response = admin_client.post(change_url(integration), data, follow=True)
     assert "is not ticked" not in " ".join(str(m) for m in response.context["messages"])
+
+
+def test_history_cannot_revert_past_the_activation_checks(admin_client: Client, integration: Integration) -> None:
+    # given an activated integration that was later flagged: Salto rejected its PIN
+    integration.activation_state = Integration.ActivationState.ACTIVATED
+    integration.save()
+    old_version = integration.history.first()  # type: ignore[attr-defined]
+    integration.activation_state = Integration.ActivationState.NEEDS_REACTIVATION
+    integration.save()
+    url = reverse("admin:integrations_integration_simple_history", args=[integration.pk, old_version.history_id])
+    # when someone tries to revert to the activated version
+    page = admin_client.get(url)
+    response = admin_client.post(url, {**form_data(integration), "_continue": "1"})
+    # then the old version can be read but not saved back
+    assert page.status_code == 200
+    assert "Revert" not in page.content.decode()
+    assert response.status_code == 403
+    integration.refresh_from_db()
+    assert integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
