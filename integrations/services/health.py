@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import Integration
@@ -24,9 +25,18 @@ class HealthResult:
     flagged: bool = False
 
 
+@transaction.atomic
 def integration_flag_reactivation(*, integration: Integration, reason: str) -> None:
-    """Mark the integration "needs re-activation"; opens are refused with REASON until Set PIN succeeds again."""
-    fresh = Integration.objects.get(pk=integration.pk)
+    """Mark the integration "needs re-activation"; opens are refused with REASON until Set PIN succeeds again.
+
+    INTEGRATION is the state the rejected PIN came from. If Set PIN has succeeded since (a newer
+    `activated_at`), the verdict is about credentials no longer in use and is dropped: it must not undo
+    the operator's fresh activation.
+    """
+    fresh = Integration.objects.select_for_update().get(pk=integration.pk)
+    if fresh.activated_at != integration.activated_at:
+        logger.info("Integration %s re-activated meanwhile; stale re-activation flag dropped", integration.pk)
+        return
     if fresh.activation_state == Integration.ActivationState.NEEDS_REACTIVATION and fresh.reactivation_reason == reason:
         return
     fresh.activation_state = Integration.ActivationState.NEEDS_REACTIVATION

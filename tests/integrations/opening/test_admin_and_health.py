@@ -220,3 +220,27 @@ def test_a_status_change_that_is_refused_says_why(client: Client) -> None:
     texts = " ".join(str(m) for m in response.context["messages"])
     assert f"Status change: Booking #{booking.pk} (Guest): not opened:" in texts
     assert "re-activation" in texts
+
+
+def test_a_stale_rejection_does_not_undo_a_fresh_set_pin(world: World) -> None:
+    # given a worker holding the integration as it was when its open was rejected ...
+    from datetime import timedelta
+
+    from integrations.services.health import integration_flag_reactivation
+
+    stale = Integration.objects.get(pk=world.integration.pk)
+    # ... while the operator ran GET PIN / Set PIN successfully
+    Integration.objects.filter(pk=stale.pk).update(activated_at=stale.activated_at + timedelta(seconds=5))  # type: ignore[operator]
+    # when the worker flags the rejection
+    integration_flag_reactivation(integration=stale, reason="OTP rejected")
+    # then the fresh activation stands
+    assert Integration.objects.get(pk=stale.pk).activation_state == Integration.ActivationState.ACTIVATED
+
+
+def test_a_rejection_of_the_current_pin_flags_the_integration(world: World) -> None:
+    from integrations.services.health import integration_flag_reactivation
+
+    integration_flag_reactivation(integration=world.integration, reason="OTP rejected")
+    fresh = Integration.objects.get(pk=world.integration.pk)
+    assert fresh.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
+    assert fresh.reactivation_reason == "OTP rejected"
