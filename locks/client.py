@@ -357,11 +357,23 @@ class SaltoClient:
         response = self._call("GET", f"/sites/{_id(site_id)}/locks/{_id(lock_id)}", not_found=errors.LockNotFound)
         return _parse(Lock, response)
 
-    def open_lock(self, site_id: str, lock_id: str, *, secret: str, pin: str, at: datetime | None = None) -> None:
+    def open_lock(
+        self,
+        site_id: str,
+        lock_id: str,
+        *,
+        secret: str,
+        pin: str,
+        at: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> None:
         """Remote open with a fresh OTP. Any 2xx is success (the body is undocumented, §7.1).
 
         Reference: salto-ks-api.md §7.1 (PATCH …/locks/{lock}/locking {"locked_state": "unlocked", "otp"}).
-        Never retried here: a rejected OTP counts towards otp_blocked (§3.4).
+        Never retried here: a rejected OTP counts towards otp_blocked (§3.4). With NOT_AFTER, the command is
+        not sent (DeadlinePassed) once that moment has passed — checked after the token is in hand and before
+        each send — and no single phase of the call (connect, write, read) may outlast it: a door must not
+        open late.
         """
         if not is_valid_pin(pin):
             raise errors.InvalidInput("The IQ PIN must be four digits")
@@ -374,6 +386,7 @@ class SaltoClient:
             json_body={"locked_state": "unlocked", "otp": otp},
             not_found=errors.LockNotFound,
             secrets=(secret, pin, otp),
+            not_after=not_after,
         )
 
     # --- Entries --------------------------------------------------------------------------------
@@ -450,16 +463,17 @@ class SaltoClient:
         json_body: dict[str, Any] | None = None,
         not_found: type[errors.SaltoPermanentError] | None = None,
         secrets: Iterable[str] = (),
+        not_after: datetime | None = None,
     ) -> httpx2.Response:
         """One API call with the bearer token; a 401 drops the token and retries exactly once."""
         url = path_or_url if "://" in path_or_url else self.endpoints.api_url + API_PREFIX + path_or_url
         token = self.tokens.get()
-        response = self._send(method, url, token, params, json_body)
+        response = self._send(method, url, token, params, json_body, timeout=self._timeout_until(not_after))
         if response.status_code == 401:
             # Tokens can be revoked or expire early (clock skew, password change): re-authenticate once.
             self.tokens.invalidate(token)
             token = self.tokens.get()
-            response = self._send(method, url, token, params, json_body)
+            response = self._send(method, url, token, params, json_body, timeout=self._timeout_until(not_after))
             if response.status_code == 401:
                 raise errors.SaltoAuthError(
                     "Salto KS rejected a freshly issued token", reason="unauthorized", http_status=401
@@ -468,6 +482,16 @@ class SaltoClient:
             self._raise_for(response, not_found=not_found, secrets=(*secrets, token.access_token.get_secret_value()))
         return response
 
+    def _timeout_until(self, not_after: datetime | None) -> httpx2.Timeout:
+        """The client's timeout, cut to what is left before NOT_AFTER; DeadlinePassed when nothing is."""
+        if not_after is None:
+            return self._timeout
+        left = (not_after - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            raise errors.DeadlinePassed()
+        configured = self._timeout.read or left
+        return httpx2.Timeout(min(configured, left))
+
     def _send(
         self,
         method: str,
@@ -475,12 +499,14 @@ class SaltoClient:
         token: AccessToken,
         params: dict[str, str] | None,
         json_body: dict[str, Any] | None,
+        *,
+        timeout: httpx2.Timeout | None = None,
     ) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {token.access_token.get_secret_value()}"}
         started = time.monotonic()
         try:
             response = self._http.request(
-                method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
+                method, url, params=params, json=json_body, headers=headers, timeout=timeout or self._timeout
             )
         except httpx2.TimeoutException:
             self._log(method, url, None, started)

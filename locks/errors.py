@@ -94,6 +94,16 @@ class InvalidInput(SaltoPermanentError, ValueError):
     summary = "Invalid input"
 
 
+class DeadlinePassed(SaltoError):
+    """Not sent: the caller's deadline passed before the request could go out (e.g. while getting a token).
+
+    Nothing reached Salto, so this is neither a Salto failure nor worth retrying.
+    """
+
+    kind = "deadline_passed"
+    summary = "Not sent: the deadline passed before the request could be sent"
+
+
 class UnexpectedResponse(SaltoPermanentError):
     """Salto answered 2xx with a body we cannot read (shape changed, pagination loop, foreign next link)."""
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +29,7 @@ from bookings.services import booking_change_status, booking_set_field_value
 from integrations.models import CachedLock, Integration, OpenRequest
 from integrations.selectors import booking_open_assessment
 from locks.errors import (
+    DeadlinePassed,
     OtpBlocked,
     OtpInvalid,
     PinNotChanged,
@@ -50,7 +51,7 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
 # A retry must be *sent* before the freshness limit; keep a margin for the worker picking it up.
 FRESHNESS_MARGIN_SECONDS = 1.0
-# Below this a call cannot even complete a token request; the freshness check already ran at the claim.
+# A token request needs at least this long; the open command itself never outlasts the freshness limit.
 MIN_SEND_TIMEOUT_SECONDS = 1.0
 # Celery's countdown and this clock may differ slightly; a retry may be claimed this much before it is due.
 CLAIM_EARLY_SECONDS = 0.5
@@ -70,13 +71,17 @@ def salto_client(integration: Integration, *, timeout: float | None = None) -> I
 
 
 def _send_timeout(open_request: OpenRequest) -> float:
-    """Seconds a call may take so that the door never opens after the freshness limit.
+    """Seconds each call of this client may take (the token request too), at most what freshness is left.
 
-    Salto acts when it receives the command, so a call still under way at the limit is cut off (and,
-    being a timeout, becomes a transient failure that is not retried past the limit).
+    The open command itself is bounded more strictly by `not_after` (see `open_lock`).
     """
-    remaining = (open_request.created_at + _freshness() - timezone.now()).total_seconds()
+    remaining = (_not_after(open_request) - timezone.now()).total_seconds()
     return max(MIN_SEND_TIMEOUT_SECONDS, min(float(settings.SALTO_KS_HTTP_TIMEOUT_SECONDS), remaining))
+
+
+def _not_after(open_request: OpenRequest) -> datetime:
+    """The last moment the open command may go out: the freshness limit (decision 7, never late)."""
+    return open_request.created_at + _freshness()
 
 
 @dataclass(frozen=True)
@@ -256,7 +261,12 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
                 secret=integration.iq_secret,
                 pin=integration.current_pin,
                 at=timezone.now(),
+                not_after=_not_after(open_request),
             )
+    except DeadlinePassed:
+        # Getting a token (or re-authenticating) used up the freshness left: nothing reached Salto.
+        _finish(open_request, State.EXPIRED, reason=_expire_reason(), outcome_code="expired", started=started)
+        return PerformOutcome(State.EXPIRED)
     except SaltoTransientError as exc:
         return _after_transient(open_request, exc, started)
     except SaltoAuthError as exc:

@@ -631,3 +631,24 @@ def test_it_sends_explicit_client_credentials(httpx2_mock: respx.Router) -> None
 def test_its_repr_hides_the_password(client: SaltoClient) -> None:
     assert PASSWORD not in repr(client)
     assert CLIENT_SECRET not in repr(client)
+
+
+def test_it_does_not_send_an_open_after_its_deadline(
+    client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
+) -> None:
+    # given a deadline that passed while the token was being fetched
+    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(200)
+    deadline = datetime.now(UTC) - timedelta(milliseconds=1)
+    # when / then
+    with pytest.raises(errors.DeadlinePassed):
+        client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", not_after=deadline)
+    assert route.call_count == 0
+
+
+def test_an_open_may_take_no_longer_than_its_deadline(
+    client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
+) -> None:
+    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(200)
+    client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", not_after=datetime.now(UTC) + timedelta(seconds=2))
+    timeouts = route.calls.last.request.extensions["timeout"]
+    assert all(0 < t <= 2 for t in timeouts.values()), timeouts  # not the client's 5 s

@@ -277,6 +277,30 @@ def test_a_send_near_the_freshness_limit_is_cut_off_at_the_limit(world: World, s
     assert all(0 < t <= 3.0 for t in seen_timeouts[0].values())
 
 
+def test_a_token_that_arrives_after_the_freshness_limit_sends_nothing(world: World) -> None:
+    # given a request with 2 s of freshness left, and an identity server that takes 3 s to answer
+    booking = make_booking(world, status=world.paid)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        traveller.shift(118)
+
+        def slow_token(request: Any) -> respx.MockResponse:
+            traveller.shift(3)
+            return respx.MockResponse(200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"})
+
+        with respx.mock(using="httpcore2", assert_all_called=False) as router:
+            router.post(f"{IDENTITY}/connect/token").mock(side_effect=slow_token)
+            door = router.patch(OPEN_URL).respond(200, json={})
+            # when it is sent
+            outcome = open_request_perform(open_request_id=open_request.pk)
+    # then the command never went out: the door does not open late
+    assert door.call_count == 0
+    assert outcome.state == State.EXPIRED
+    open_request.refresh_from_db()
+    assert open_request.state == State.EXPIRED
+    assert "never sent" in open_request.reason
+
+
 @pytest.mark.parametrize("retry_after", ["200", None], ids=["retry-after-beyond-limit", "backoff-beyond-limit"])
 def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
