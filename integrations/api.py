@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from bookings.models import Booking, BookingStatusChange
 from bookings.services import booking_change_status
 from integrations.models import OpenRequest
+from integrations.selectors import OpenAssessor
 from integrations.serializers import (
     BookingSerializer,
     BookingStatusUpdateSerializer,
@@ -55,6 +56,9 @@ class BookingList(generics.ListAPIView[Booking]):
     permission_classes = [IsAuthenticated, requires("bookings.view_booking")]
     serializer_class = BookingSerializer
     pagination_class = BookingPagination
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "open_assessor": OpenAssessor()}
 
     def get_queryset(self) -> QuerySet[Booking]:
         queryset = Booking.objects.select_related("object__parent", "status").order_by("-start", "-id")

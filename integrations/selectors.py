@@ -49,75 +49,80 @@ def integration_facts(*, integration: Integration) -> IntegrationFacts:
         is_active=integration.is_active,
         activation_state=integration.activation_state,
         reactivation_reason=integration.reactivation_reason,
-        open_status_ids=frozenset(integration.open_statuses.values_list("pk", flat=True)),
+        # all(): uses prefetched statuses when the caller prefetched them (OpenAssessor does).
+        open_status_ids=frozenset(status.pk for status in integration.open_statuses.all()),
         minutes_before=integration.minutes_before,
         iq_id=integration.iq_id,
     )
-
-
-def mapping_facts(*, integration: Integration) -> list[MappingFacts]:
-    return [
-        MappingFacts(object_id=m.object_id, lock_id=m.lock_id, lock_name=m.lock_name)
-        for m in LockMapping.objects.filter(integration=integration)
-    ]
-
-
-def lock_facts(*, integration: Integration) -> dict[str, LockFacts]:
-    return {
-        lock.lock_id: LockFacts(
-            lock_id=lock.lock_id, name=lock.name, online=lock.online, iq_id=lock.iq_id, iq_online=lock.iq_online
-        )
-        for lock in CachedLock.objects.filter(integration=integration)
-    }
 
 
 # Decision 3 across integrations: the most specific mapping wins, whichever active integration holds it.
 _RULE_RANK = {Rule.OBJECT: 0, Rule.PARENT: 1, Rule.WILDCARD: 2}
 
 
-def integration_for_booking(*, booking: Booking) -> Integration | None:
-    """The integration that serves this booking.
+class OpenAssessor:
+    """Answers "would this booking open a door now, which one, via which rule, or why not" for many bookings.
 
-    Among active integrations, the one with the most specific mapping for the booked object: its own, else
-    its parent's, else a wildcard (activation lets one active integration map an object, and one have a
-    wildcard, so the answer is unique). Failing that any active one, then any at all, so a refusal names it.
+    The integrations with their statuses, mappings and cached locks are read once (four queries), so a list
+    of bookings costs no query per booking beyond what the bookings themselves need.
     """
-    integrations = list(Integration.objects.order_by("-is_active", "name"))
-    if not integrations:
-        return None
-    facts = booking_facts(booking=booking)
-    mappings_by_integration: dict[int, list[MappingFacts]] = {}
-    for m in LockMapping.objects.filter(integration__is_active=True):
-        mappings_by_integration.setdefault(m.integration_id, []).append(
-            MappingFacts(object_id=m.object_id, lock_id=m.lock_id, lock_name=m.lock_name)
+
+    def __init__(self, *, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        self.integrations = list(Integration.objects.order_by("-is_active", "name").prefetch_related("open_statuses"))
+        self._mappings: dict[int, list[MappingFacts]] = {i.pk: [] for i in self.integrations}
+        for m in LockMapping.objects.all():
+            self._mappings.setdefault(m.integration_id, []).append(
+                MappingFacts(object_id=m.object_id, lock_id=m.lock_id, lock_name=m.lock_name)
+            )
+        self._locks: dict[int, dict[str, LockFacts]] = {i.pk: {} for i in self.integrations}
+        for lock in CachedLock.objects.all():
+            self._locks.setdefault(lock.integration_id, {})[lock.lock_id] = LockFacts(
+                lock_id=lock.lock_id, name=lock.name, online=lock.online, iq_id=lock.iq_id, iq_online=lock.iq_online
+            )
+        self._facts = {i.pk: integration_facts(integration=i) for i in self.integrations}
+
+    def integration_for(self, facts: BookingFacts) -> Integration | None:
+        """Among active integrations, the one with the most specific mapping for the booked object: its own,
+        else its parent's, else a wildcard (activation lets one active integration map an object, and one
+        have a wildcard, so the answer is unique). Failing that any active one, then any, so a refusal names it.
+        """
+        ranked = []
+        for integration in self.integrations:
+            choice = resolve_lock(booking=facts, mappings=self._mappings[integration.pk])
+            if integration.is_active and choice is not None:
+                ranked.append((_RULE_RANK[Rule(choice.rule)], integration.name, integration))
+        if ranked:
+            return min(ranked, key=lambda item: item[:2])[2]
+        return self.integrations[0] if self.integrations else None
+
+    def assess(self, booking: Booking) -> OpenAssessment:
+        facts = booking_facts(booking=booking)
+        tz = timezone.get_default_timezone()
+        integration = self.integration_for(facts)
+        if integration is None:
+            return OpenAssessment(
+                None, decide(integration=None, booking=facts, mappings=[], locks={}, now=self.now, tz=tz)
+            )
+        decision = decide(
+            integration=self._facts[integration.pk],
+            booking=facts,
+            mappings=self._mappings[integration.pk],
+            locks=self._locks[integration.pk],
+            now=self.now,
+            tz=tz,
         )
-    ranked = []
-    for integration in integrations:
-        choice = resolve_lock(booking=facts, mappings=mappings_by_integration.get(integration.pk, []))
-        if integration.is_active and choice is not None:
-            ranked.append((_RULE_RANK[Rule(choice.rule)], integration.name, integration))
-    if ranked:
-        return min(ranked, key=lambda item: item[:2])[2]
-    return integrations[0]
+        return OpenAssessment(integration, decision)
+
+
+def integration_for_booking(*, booking: Booking) -> Integration | None:
+    """The integration that serves this booking (see OpenAssessor.integration_for)."""
+    return OpenAssessor().integration_for(booking_facts(booking=booking))
 
 
 def booking_open_assessment(*, booking: Booking, now: datetime | None = None) -> OpenAssessment:
     """Would BOOKING open a door NOW, which one and via which rule, or why not."""
-    now = now or timezone.now()
-    integration = integration_for_booking(booking=booking)
-    facts = booking_facts(booking=booking)
-    if integration is None:
-        tz = timezone.get_default_timezone()
-        return OpenAssessment(None, decide(integration=None, booking=facts, mappings=[], locks={}, now=now, tz=tz))
-    decision = decide(
-        integration=integration_facts(integration=integration),
-        booking=facts,
-        mappings=mapping_facts(integration=integration),
-        locks=lock_facts(integration=integration),
-        now=now,
-        tz=timezone.get_default_timezone(),
-    )
-    return OpenAssessment(integration, decision)
+    return OpenAssessor(now=now).assess(booking)
 
 
 def open_requests_for_booking(*, booking: Booking, limit: int = 20) -> QuerySet[OpenRequest]:

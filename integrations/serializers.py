@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus
 from integrations.models import Integration, OpenRequest
-from integrations.selectors import booking_open_assessment
+from integrations.selectors import OpenAssessor
 
 
 class OpenRequestSerializer(serializers.ModelSerializer[OpenRequest]):
@@ -87,7 +87,9 @@ class BookingSerializer(serializers.ModelSerializer[Booking]):
         }
 
     def get_door(self, obj: Booking) -> dict[str, Any]:
-        assessment = booking_open_assessment(booking=obj)
+        # A list view shares one assessor (integrations read once); a single booking gets its own.
+        assessor = self.context.get("open_assessor") or OpenAssessor()
+        assessment = assessor.assess(obj)
         decision, integration = assessment.decision, assessment.integration
         lock = decision.lock
         needs = bool(integration and integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION)

@@ -291,3 +291,17 @@ def test_the_schema_and_docs_are_served(staff_api: APIClient) -> None:
     } <= set(paths)
     assert "409" in next(p for k, p in paths.items() if k.endswith("/open/"))["post"]["responses"]
     assert staff_api.get("/api/docs/").status_code == 200
+
+
+def test_the_booking_list_costs_no_queries_per_booking(
+    world: World, staff_api: APIClient, django_assert_max_num_queries: Any
+) -> None:
+    # given many bookings (the door line is computed for each)
+    for _ in range(30):
+        make_booking(world, status=world.paid)
+    # when the list is read, then the number of queries does not grow with the bookings
+    with django_assert_max_num_queries(12):
+        response = staff_api.get("/api/v1/bookings/?limit=30")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 30
+    assert all(b["door"]["explain"] for b in response.json()["results"])
