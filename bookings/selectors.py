@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from bookings.models import BookableObject, Booking, BookingField
+from bookings.models import BookableObject
 
 
 def objects_as_tree(*, include_inactive: bool = False) -> list[BookableObject]:
@@ -26,12 +24,3 @@ def objects_as_tree(*, include_inactive: bool = False) -> list[BookableObject]:
         ordered.append(main)
         ordered.extend(sorted(children.get(main.pk, []), key=lambda o: o.name.lower()))
     return ordered
-
-
-def datetime_booking_fields() -> Iterable[BookingField]:
-    return BookingField.objects.filter(field_type=BookingField.FieldType.DATETIME)
-
-
-def booking_field_value(*, booking: Booking, field: BookingField) -> object:
-    value = booking.field_values.filter(field=field).select_related("field").first()
-    return None if value is None else value.value

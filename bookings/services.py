@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 Actor = AbstractBaseUser | AnonymousUser | None
 
 
-def _user_or_none(actor: Actor) -> Any:
+def acting_user(actor: Actor) -> Any:
+    """The user to record as having acted, or None for anonymous and system actions."""
     return actor if actor is not None and actor.is_authenticated else None
 
 
@@ -74,7 +75,7 @@ def record_initial_status(
 ) -> BookingStatusChange:
     """History and announcement for a booking that was just created in its first status."""
     change = BookingStatusChange.objects.create(
-        booking=booking, from_status=None, to_status=booking.status, changed_by=_user_or_none(actor), source=source
+        booking=booking, from_status=None, to_status=booking.status, changed_by=acting_user(actor), source=source
     )
     _announce_after_commit(change)
     return change
@@ -101,7 +102,7 @@ def booking_change_status(
         booking=locked,
         from_status_id=locked.status_id,
         to_status=status,
-        changed_by=_user_or_none(actor),
+        changed_by=acting_user(actor),
         source=source,
     )
     Booking.objects.filter(pk=locked.pk).update(status=status, updated_at=change.changed_at)

@@ -27,6 +27,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations.forms import IntegrationForm, LockMappingForm, LockMappingFormSet, secret_status_html
 from integrations.models import Integration, LockMapping
+from integrations.selectors import open_requests_recent
 from integrations.services.console import (
     Outcome,
     access_test,
@@ -299,6 +300,15 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             '<table class="console-locks" data-testid="cached-locks"><thead><tr><th>Lock</th><th>IQ</th>'
             "<th>Online</th><th>Mapping</th></tr></thead><tbody>{}</tbody></table>",
             body,
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        integration = self.get_object(request, unquote(object_id))
+        recent = open_requests_recent(integration=integration) if integration is not None else []
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "recent_open_requests": recent}
         )
 
     # --- saving --------------------------------------------------------------------------------------

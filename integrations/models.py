@@ -129,10 +129,6 @@ class CachedLock(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def on_integration_iq(self) -> bool:
-        return not self.iq_id or self.iq_id == self.integration.iq_id
-
 
 class LockMapping(models.Model):
     """Object (or sub-object) → lock; a row without object is the integration's wildcard (default)."""
@@ -157,10 +153,6 @@ class LockMapping(models.Model):
     def __str__(self) -> str:
         target = self.object.label if self.object_id else "* (default)"  # type: ignore[union-attr]
         return f"{target} → {self.lock_name or self.lock_id}"
-
-    @property
-    def is_wildcard(self) -> bool:
-        return self.object_id is None
 
 
 class OpenRequest(models.Model):

@@ -176,6 +176,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # httpx2/httpcore log request lines with full URLs at DEBUG; keep them quiet by default.
+    # httpx2/httpcore log every request line with its full URL at INFO; our client logs calls itself, path only.
     "loggers": {name: {"level": "WARNING"} for name in ("httpx2", "httpcore2", "httpx", "httpcore")},
 }

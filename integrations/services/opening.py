@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatusChange
-from bookings.services import booking_change_status, booking_set_field_value
+from bookings.services import acting_user, booking_change_status, booking_set_field_value
 from integrations.models import CachedLock, Integration, OpenRequest
 from integrations.selectors import booking_open_assessment
 from locks.errors import (
@@ -89,10 +89,6 @@ class OpenRequestResult:
     open_request: OpenRequest
     created: bool  # False: collapsed into an identical request inside the dedupe window
 
-    @property
-    def accepted(self) -> bool:
-        return self.open_request.state not in (State.REFUSED, State.FAILED, State.EXPIRED)
-
 
 @dataclass(frozen=True)
 class PerformOutcome:
@@ -105,10 +101,6 @@ class SweepResult:
     requeued: list[int]
     expired: int
     abandoned: int
-
-
-def _user_or_none(actor: Actor) -> Any:
-    return actor if actor is not None and actor.is_authenticated else None
 
 
 def open_request_create(*, booking: Booking, trigger: str, actor: Actor = None) -> OpenRequestResult:
@@ -150,7 +142,7 @@ def open_request_create(*, booking: Booking, trigger: str, actor: Actor = None) 
             rule=str(lock.rule) if lock else "",
             rule_description=lock.description if lock else "",
             trigger=trigger,
-            actor=_user_or_none(actor),
+            actor=acting_user(actor),
             state=State.PENDING if decision.allowed else State.REFUSED,
             reason="" if decision.allowed else decision.reason,
             outcome_code="" if decision.allowed else str(decision.refusal or ""),
@@ -410,6 +402,14 @@ def _finish_opened(open_request: OpenRequest, integration: Integration, started:
             salto_error_code="",
             salto_message="",
         ):
+            # Salto opened the door, but the row is no longer ours (the sweeper gave it up as abandoned):
+            # the audit trail now understates what happened, which someone must know.
+            logger.error(
+                "Open request %s: lock %s WAS opened, but the request had already been closed as %s",
+                open_request.pk,
+                open_request.lock_id,
+                OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first(),
+            )
             return
         booking = Booking.objects.get(pk=open_request.booking_id)
         # Decision 5: the *last* open, timezone-aware; then check-in, marked as the integration's own

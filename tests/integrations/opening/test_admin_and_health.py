@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from integrations.models import Integration, OpenRequest
+from integrations.selectors import open_requests_recent
 from integrations.services.health import integration_health_check
 from tests.integrations.opening.builders import (
     API,
@@ -141,7 +142,11 @@ def test_the_activity_template_shows_requests_and_the_flag(world: World) -> None
     Integration.objects.filter(pk=world.integration.pk).update(
         activation_state="needs_reactivation", reactivation_reason="OTP rejected", health_ok=False
     )
-    html = render_to_string("integrations/_activity.html", {"integration": Integration.objects.get()})
+    integration = Integration.objects.get()
+    html = render_to_string(
+        "integrations/_activity.html",
+        {"integration": integration, "requests": open_requests_recent(integration=integration)},
+    )
     assert "Salto said no" in html
     assert "Needs re-activation" in html
     assert "OTP rejected" in html

@@ -301,6 +301,26 @@ def test_a_token_that_arrives_after_the_freshness_limit_sends_nothing(world: Wor
     assert "never sent" in open_request.reason
 
 
+def test_an_open_the_sweeper_gave_up_on_is_reported_loudly_and_not_checked_in(
+    world: World, salto: respx.Router, caplog: Any
+) -> None:
+    # given the sweeper closes the request as abandoned while Salto is opening the door
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+
+    def sweeper_meanwhile(request: Any) -> respx.MockResponse:
+        OpenRequest.objects.filter(pk=open_request.pk).update(state=State.FAILED)
+        return respx.MockResponse(200, json={})
+
+    salto.patch(OPEN_URL).mock(side_effect=sweeper_meanwhile)
+    # when the open succeeds
+    open_request_perform(open_request_id=open_request.pk)
+    # then nobody is left thinking the door stayed shut, and the booking is not moved on a closed row
+    assert "WAS opened" in caplog.text
+    booking.refresh_from_db()
+    assert booking.status == world.paid
+
+
 @pytest.mark.parametrize("retry_after", ["200", None], ids=["retry-after-beyond-limit", "backoff-beyond-limit"])
 def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
