@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -17,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.worker_process import celery_worker as start_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,42 +135,12 @@ def wait_for_open(sandbox: Any, opened: list[float], count: int, timeout: float)
         return opened[count - 1]
 
 
-# --- a Celery worker subprocess (as tests/e2e/conftest.py starts it) ------------------------------
+# --- a Celery worker subprocess: the one the end-to-end tests use -------------------------------
 
 
 @contextmanager
 def celery_worker(env: dict[str, str], *, queue: str, log: Path, startup_timeout: float = 60) -> Iterator[Any]:
-    hostname = f"bench-{os.getpid()}@localhost"
-    command = [
-        str(Path(sys.executable).with_name("celery")),
-        "-A",
-        "ireserve_salto",
-        "worker",
-        "--pool=solo",
-        "-Q",
-        queue,
-        "-n",
-        hostname,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-l",
-        "INFO",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while b"ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Celery worker did not start:\n" + log.read_text(errors="replace")[-3000:])
-            time.sleep(0.1)
+    with start_worker(
+        env, queue=queue, hostname=f"bench-{os.getpid()}@localhost", log=log, startup_timeout=startup_timeout
+    ) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)

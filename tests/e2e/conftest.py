@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,8 @@ from django.db import connection
 
 from locks.sandbox import RunningSandbox, start_sandbox_in_thread
 from locks.sandbox.demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from tests.worker_process import celery_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "opening-e2e"
 WORKER_FRESHNESS_SECONDS = 8
 
@@ -76,32 +74,5 @@ def celery_worker_process(
         "SALTO_KS_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "DEBUG": "0",
     }
-    command = [
-        str(Path(sys.executable).with_name("celery")),
-        "-A",
-        "ireserve_salto",
-        "worker",
-        "--pool=solo",
-        "-Q",
-        QUEUE,
-        "-n",
-        hostname,
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        "INFO",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while b"ready." not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the Celery worker did not start:\n" + log.read_text(errors="replace")[-3000:])
-        time.sleep(0.1)
-    yield Worker(process, log, hostname)
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with celery_worker(env, queue=QUEUE, hostname=hostname, log=log, startup_timeout=30) as process:
+        yield Worker(process, log, hostname)
