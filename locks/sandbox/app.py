@@ -51,6 +51,13 @@ def _state(request: Request) -> SandboxState:
     return state
 
 
+def _site_state(request: Request) -> SandboxState:
+    """The state, once the {site_id} in the path is known (UUID only, like Salto: §4)."""
+    state = _state(request)
+    state.check_site(request.path_params["site_id"])
+    return state
+
+
 # --- identity ----------------------------------------------------------------------------------------------
 
 
@@ -210,50 +217,43 @@ async def list_sites(request: Request, account: Account) -> Response:
 
 @api
 async def get_site(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return JSONResponse(state.site_json())
 
 
 @api
 async def list_iqs(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return paged(request, state.iqs_json(), page_size=state.config.page_size)
 
 
 @api
 async def get_iq(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return JSONResponse(state.iq_json(request.path_params["iq_id"]))
 
 
 @api
 async def list_locks(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return paged(request, state.locks_json(), page_size=state.config.page_size)
 
 
 @api
 async def get_lock(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return JSONResponse(state.lock_json(request.path_params["lock_id"]))
 
 
 @api
 async def iq_secret(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return JSONResponse({"secret": state.get_secret(account, request.path_params["iq_id"])})
 
 
 @api
 async def iq_pin(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     iq_id = request.path_params["iq_id"]
     if request.method == "PUT":
         body = await _json_body(request)
@@ -274,15 +274,13 @@ async def iq_pin(request: Request, account: Account) -> Response:
 
 @api
 async def activated_iqs(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     return JSONResponse({"items": state.activated_iqs(account), "next_page_link": None, "count": None})
 
 
 @api
 async def locking(request: Request, account: Account) -> Response:
-    state = _state(request)
-    state.check_site(request.path_params["site_id"])
+    state = _site_state(request)
     body = await _json_body(request)
     state.operate_lock(
         account, request.path_params["lock_id"], locked_state=body.get("locked_state"), otp=body.get("otp")
