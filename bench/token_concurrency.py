@@ -42,10 +42,12 @@ GO_DELAY = 0.5  # seconds between announcing the instant and the instant itself
 
 
 def make_client() -> Any:
-    from integrations.salto import client_for_values
+    from integrations.models import Integration
+    from integrations.salto import client_for
     from locks.sandbox.demo import DEMO_PASSWORD, DEMO_USERNAME
 
-    return client_for_values(environment="acceptance", username=DEMO_USERNAME, password=DEMO_PASSWORD)
+    # An unsaved integration: the client needs only its environment and account.
+    return client_for(Integration(environment="acceptance", username=DEMO_USERNAME, password=DEMO_PASSWORD))
 
 
 # --- child: N callers in one process, driven over stdin/stdout ------------------------------------

@@ -52,10 +52,6 @@ class BookableObject(models.Model):
             return self.name
         return f"{self.parent.name} › {self.name}"  # type: ignore[union-attr]
 
-    @property
-    def is_sub_object(self) -> bool:
-        return self.parent_id is not None
-
     def clean(self) -> None:
         if self.parent_id is None:
             return

@@ -11,7 +11,9 @@ the button does nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -27,21 +29,10 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations.forms import IntegrationForm, LockMappingForm, LockMappingFormSet, secret_status_html
 from integrations.models import Integration, LockMapping
-from integrations.selectors import open_requests_recent
-from integrations.services.console import (
-    Outcome,
-    access_test,
-    details_warnings,
-    format_local,
-    integration_activate,
-    integration_config_save,
-    integration_deactivate,
-    iq_pin_get,
-    iq_pin_set,
-    locks_refresh,
-    mapping_problem,
-    site_resolve_id,
-)
+from integrations.outcomes import Outcome, format_local
+from integrations.selectors import cached_locks_by_id, details_warnings, mapping_problem, open_requests_recent
+from integrations.services.console import access_test, iq_pin_get, iq_pin_set, locks_refresh, site_resolve_id
+from integrations.services.lifecycle import integration_activate, integration_config_save, integration_deactivate
 
 # The manual's notes, shown where the operator needs them.
 ACCEPTANCE_NOTE = (
@@ -57,28 +48,50 @@ PIN_NOTE = (
 LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning": messages.WARNING, "error": messages.ERROR}
 
 
-def _resolve(request: HttpRequest, integration: Integration) -> Outcome:
+@dataclass
+class ConsoleSave:
+    """What one POST of the change page carries from one admin hook to the next.
+
+    The admin saves through fixed hooks (save_model, save_related, response_change) that share only the
+    request; this is the one typed record they share, instead of loose attributes on the request.
+    """
+
+    action: str | None = None  # the button that asked for the save, None for Save
+    new_pin: str = ""  # typed into new pin: used by Set PIN, never stored
+    identity_reset: bool = False  # the save cleared the identity: do not activate in the same save
+    saved: Integration | None = None  # set once the save went through (the button then runs)
+
+
+_SAVES: WeakKeyDictionary[HttpRequest, ConsoleSave] = WeakKeyDictionary()
+
+
+def console_save(request: HttpRequest) -> ConsoleSave:
+    """This request's ConsoleSave (made on first use; gone with the request)."""
+    return _SAVES.setdefault(request, ConsoleSave())
+
+
+def _resolve(save: ConsoleSave, integration: Integration) -> Outcome:
     return site_resolve_id(integration=integration)
 
 
-def _access(request: HttpRequest, integration: Integration) -> Outcome:
+def _access(save: ConsoleSave, integration: Integration) -> Outcome:
     return access_test(integration=integration)
 
 
-def _get_pin(request: HttpRequest, integration: Integration) -> Outcome:
+def _get_pin(save: ConsoleSave, integration: Integration) -> Outcome:
     return iq_pin_get(integration=integration)
 
 
-def _set_pin(request: HttpRequest, integration: Integration) -> Outcome:
-    return iq_pin_set(integration=integration, new_pin=getattr(request, "_console_new_pin", ""))
+def _set_pin(save: ConsoleSave, integration: Integration) -> Outcome:
+    return iq_pin_set(integration=integration, new_pin=save.new_pin)
 
 
-def _locks(request: HttpRequest, integration: Integration) -> Outcome:
+def _locks(save: ConsoleSave, integration: Integration) -> Outcome:
     return locks_refresh(integration=integration)
 
 
 # action slug → (button label, tab to come back to, adapter calling the one service)
-ACTIONS: dict[str, tuple[str, str, Callable[[HttpRequest, Integration], Outcome]]] = {
+ACTIONS: dict[str, tuple[str, str, Callable[[ConsoleSave, Integration], Outcome]]] = {
     "resolve-site": ("Resolve site ID", "authentication", _resolve),
     "test-access": ("Test / request access", "authentication", _access),
     "get-pin": ("GET PIN", "authentication", _get_pin),
@@ -101,13 +114,18 @@ class LockMappingInline(admin.TabularInline[LockMapping, Integration]):
         return 1 if obj is not None and obj.mappings.exists() else 3
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LockMapping]:
-        return super().get_queryset(request).select_related("object__parent", "integration")
+        # prefetch, not select_related: every row then shares one integration and its one lock list.
+        return (
+            super().get_queryset(request).select_related("object__parent").prefetch_related("integration__cached_locks")
+        )
 
     @admin.display(description="Status")
     def mapping_status(self, mapping: LockMapping) -> str:
         if mapping.pk is None:
             return ""
-        problem = mapping_problem(integration=mapping.integration, lock_id=mapping.lock_id)
+        integration = mapping.integration
+        cached = cached_locks_by_id(integration=integration)
+        problem = mapping_problem(integration=integration, lock_id=mapping.lock_id, cached=cached)
         if problem:
             return format_html('<span class="mapping-flag">⚠ {}</span>', problem)
         return "✔"
@@ -287,12 +305,12 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
     def cached_locks_table(self, obj: Integration) -> str:
         if obj.pk is None:
             return "—"
-        locks = list(obj.cached_locks.all())
-        if not locks:
+        cached = cached_locks_by_id(integration=obj)
+        if not cached:
             return mark_safe('<span class="console-muted">The lock list is empty: click GET locks.</span>')
         rows = []
-        for lock in locks:
-            problem = mapping_problem(integration=obj, lock_id=lock.lock_id, cached={lk.lock_id: lk for lk in locks})
+        for lock in cached.values():
+            problem = mapping_problem(integration=obj, lock_id=lock.lock_id, cached=cached)
             state = "online" if lock.online and lock.iq_online else "offline"
             rows.append((lock.name, lock.iq_name or lock.iq_id or "—", state, problem or "can be mapped"))
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
@@ -315,12 +333,13 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
 
     def save_model(self, request: HttpRequest, obj: Integration, form: Form, change: bool) -> None:
         assert isinstance(form, IntegrationForm)
-        request._console_new_pin = form.cleaned_data.get("new_pin", "")  # type: ignore[attr-defined]
-        outcomes = integration_config_save(
+        save = console_save(request)
+        save.new_pin = form.cleaned_data.get("new_pin", "")
+        result = integration_config_save(
             integration=obj, changed_fields=form.changed_data, secrets_changed=form.secrets_changed
         )
-        request._console_identity_reset = any(o.level == "warning" and "reset" in o.message for o in outcomes)  # type: ignore[attr-defined]
-        for outcome in outcomes:
+        save.identity_reset = result.identity_reset
+        for outcome in result.outcomes:
             self._report(request, outcome)
 
     def save_related(self, request: HttpRequest, form: Form, formsets: Any, change: bool) -> None:
@@ -330,16 +349,17 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             self._report(request, warning)
         wants_active = bool(form.cleaned_data.get("activate"))
         if wants_active and not integration.is_active:
-            if getattr(request, "_console_identity_reset", False):
+            if console_save(request).identity_reset:
                 return
             self._report(request, integration_activate(integration=integration))
         elif not wants_active and integration.is_active:
             self._report(request, integration_deactivate(integration=integration))
 
     def response_change(self, request: HttpRequest, obj: Integration) -> HttpResponse:
-        if getattr(request, "_console_action", None):
+        save = console_save(request)
+        if save.action:
             # The button's view takes over from here, once the admin's transaction has committed.
-            request._console_saved = obj  # type: ignore[attr-defined]
+            save.saved = obj
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)  # type: ignore[no-any-return]
 
@@ -371,9 +391,10 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             args=[obj.pk],
             current_app=self.admin_site.name,
         )
-        request._console_action = action  # type: ignore[attr-defined]
+        save = console_save(request)
+        save.action = action
         response = self.changeform_view(request, object_id, form_url=change_url)
-        saved: Integration | None = getattr(request, "_console_saved", None)
+        saved = save.saved
         if saved is None:
             # The form did not validate: show it with its errors; the button did nothing.
             if isinstance(response, TemplateResponse):
@@ -383,7 +404,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             return response
         _label, tab, run = ACTIONS[action]
         # Fresh from the database: the save may have reset fields, and we are outside its transaction now.
-        outcome = run(request, Integration.objects.get(pk=saved.pk))
+        outcome = run(save, Integration.objects.get(pk=saved.pk))
         self._report(request, outcome)
         return HttpResponseRedirect(f"{change_url}#tab-{tab}")
 
@@ -425,7 +446,7 @@ def _activation_html(obj: Integration, *, short: bool = False) -> str:
         return format_html(
             '<span class="console-badge badge-ok" data-testid="activation-state">IQ is activated{}</span>', since
         )
-    if state == Integration.ActivationState.NEEDS_REACTIVATION:
+    if obj.needs_reactivation:
         reason = obj.reactivation_reason or "the one-time code was rejected"
         return format_html(
             '<span class="console-badge badge-alert" data-testid="activation-state">Needs re-activation: {}. '

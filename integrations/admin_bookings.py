@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 
 from bookings.admin import BookingAdmin
 from bookings.models import Booking
-from integrations.models import Integration, OpenRequest
+from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenRequest
 from integrations.selectors import booking_open_assessment, open_requests_for_booking
 from integrations.services.opening import OpenRequestResult, open_request_create
 
@@ -83,7 +83,7 @@ class OpeningBookingAdmin(BookingAdmin):
         assessment = booking_open_assessment(booking=obj)
         lines = [assessment.decision.explain]
         integration = assessment.integration
-        if integration is not None and integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION:
+        if integration is not None and integration.needs_reactivation:
             lines.append(f"Integration '{integration.name}' needs re-activation: {integration.reactivation_reason}")
         last = open_requests_for_booking(booking=obj, limit=1).first()
         if last is not None:
@@ -159,28 +159,7 @@ class OpenRequestAdmin(admin.ModelAdmin[OpenRequest]):
     list_select_related = ["booking", "actor"]
     search_fields = ["booking__customer_name", "lock_name", "reason", "salto_message"]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "booking_link",
-        "integration",
-        "lock_id",
-        "lock_name",
-        "rule",
-        "rule_description",
-        "trigger",
-        "actor",
-        "state",
-        "reason",
-        "outcome_code",
-        "attempts",
-        "salto_http_status",
-        "salto_error_code",
-        "salto_message",
-        "created_at",
-        "sent_at",
-        "finished_at",
-        "duration_ms",
-        "next_attempt_at",
-    ]
+    readonly_fields = ["booking_link", *OPEN_REQUEST_AUDIT_FIELDS, "next_attempt_at"]
     fields = tuple(readonly_fields)
 
     @admin.display(description="booking")

@@ -8,4 +8,5 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         # The receiver for booking status announcements, and the booking admin extended with the open
         # action (the admin has autodiscovered bookings.admin by now: django.contrib.admin is listed first).
-        from integrations import admin_bookings, receivers  # noqa: F401
+        # The tasks register in every process, so a service can queue one by name (services.opening).
+        from integrations import admin_bookings, receivers, tasks  # noqa: F401

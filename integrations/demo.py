@@ -1,6 +1,8 @@
-"""Demo data: a venue with sub-objects, a date-time booking field, bookings around today and two accounts.
+"""Demo data: a venue with sub-objects, a date-time booking field, bookings around today and two accounts,
+and an Acceptance integration pre-filled with the bundled sandbox's account.
 
-Idempotent, so `make demo` can run again on the same database without duplicating anything.
+Idempotent, so `make demo` can run again on the same database without duplicating anything. The one module of
+the integrations app (with the demo command) that may know the sandbox: production code never imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from django.utils import timezone
 
 from bookings.models import BookableObject, Booking, BookingField, BookingStatus
 from bookings.services import booking_create
+from integrations.models import Integration
+from locks.sandbox.demo import DEMO_IQ_ID, DEMO_PASSWORD, DEMO_SITE_UID, DEMO_USERNAME
 
 OPERATOR_GROUP = "Integration operator"
 STAFF_GROUP = "Booking staff"
@@ -92,3 +96,26 @@ def seed_demo_data() -> None:
             customer_name=customer,
             customer_email=f"{customer.split()[0].lower()}@example.com",
         )
+
+
+def demo_integration_prefill(*, name: str = "Salto KS acceptance (sandbox)", include_iq_id: bool = True) -> Integration:
+    """An Acceptance integration holding the sandbox's account and Site UID, not resolved or activated.
+
+    The demo points SALTO_KS_ACCEPTANCE_{IDENTITY,API}_URL and the client id/secret at the sandbox; a new
+    operator then walks the manual: Resolve site ID, Test / request access, GET PIN, Set PIN, GET locks,
+    mapping, Details, Active. Idempotent: an existing integration of that name is left alone.
+    """
+    existing = Integration.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    integration = Integration(
+        name=name,
+        environment=Integration.EnvironmentChoice.ACCEPTANCE,
+        site_uid=DEMO_SITE_UID,
+        username=DEMO_USERNAME,
+        password=DEMO_PASSWORD,
+        iq_id=DEMO_IQ_ID if include_iq_id else "",
+    )
+    integration._change_reason = "created by the demo; Password changed"  # type: ignore[attr-defined]
+    integration.save()
+    return integration

@@ -14,8 +14,8 @@ from django.utils.html import format_html
 
 from bookings.models import BookableObject, BookingField, BookingStatus
 from bookings.selectors import objects_as_tree
-from integrations.models import CachedLock, Integration, LockMapping
-from integrations.services.console import activation_missing_steps, mapping_problem
+from integrations.models import IDENTITY_FIELDS, CachedLock, Integration, LockMapping
+from integrations.selectors import activation_missing_steps, mapping_conflicts, mapping_problem
 from locks.otp import is_valid_pin
 
 MAPPING_PREFIX = "mappings"
@@ -114,16 +114,6 @@ class IntegrationForm(forms.ModelForm[Integration]):
         for name in ("site_uid", "username", "iq_id"):
             self.fields[name].widget.attrs.setdefault("autocomplete", "off")
 
-    # Trimming: stray spaces in credentials are a classic support case (manual's troubleshooting hints).
-    def clean_site_uid(self) -> str:
-        return str(self.cleaned_data["site_uid"]).strip()
-
-    def clean_username(self) -> str:
-        return str(self.cleaned_data["username"]).strip()
-
-    def clean_iq_id(self) -> str:
-        return str(self.cleaned_data.get("iq_id") or "").strip()
-
     def clean_current_pin_input(self) -> str:
         value = str(self.cleaned_data.get("current_pin_input") or "").strip()
         if value and not is_valid_pin(value):
@@ -153,8 +143,7 @@ class IntegrationForm(forms.ModelForm[Integration]):
             self.add_error("activate", "Save the integration and complete the manual's steps before activating it.")
             return
         identity_changed = any(
-            str(cleaned.get(name, "")).strip() != str(getattr(self.instance, name)).strip()
-            for name in ("environment", "site_uid", "username")
+            str(cleaned.get(name, "")) != str(getattr(self.instance, name)) for name in IDENTITY_FIELDS
         )
         if identity_changed:
             self.add_error(
@@ -271,7 +260,7 @@ class LockMappingForm(forms.ModelForm[LockMapping]):
             choices.append((lock.lock_id, label))
         current = self.instance.lock_id if self.instance.pk else ""
         if current and current not in self.cached:
-            # Kept but flagged until GET locks (decision 9); never silently dropped.
+            # Kept but flagged until GET locks (ADR 0005, decision 9); never silently dropped.
             choices.append((current, f"{self.instance.lock_name or current} — not in the lock list, click GET locks"))
         lock_field: forms.ChoiceField = self.fields["lock_id"]  # type: ignore[assignment]
         lock_field.choices = choices
@@ -333,8 +322,6 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
                 continue
             seen[key] = label
         if self.instance.pk and self.instance.is_active:
-            from integrations.services.console import mapping_conflicts
-
             errors.extend(mapping_conflicts(integration=self.instance, object_ids=list(seen)))
         if errors:
             raise ValidationError(errors)

@@ -5,6 +5,9 @@ Invariants live here as constraints; the behaviour lives in services.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -16,6 +19,12 @@ from integrations.encryption import EncryptedTextField
 from locks.environments import Environment
 
 SECRET_FIELDS = ("password", "iq_secret", "current_pin")
+# Which account and site a Salto answer belongs to. Changing one of these makes earlier answers (site id,
+# access test, IQ secret and PIN, lock list) meaningless, or worse, wrong for production (ADR 0005, decision 9).
+IDENTITY_FIELDS = ("environment", "site_uid", "username")
+# Stray spaces around a pasted credential are a classic cause of invalid_grant (the manual's hints): these are
+# stored trimmed, whichever way they arrive (form, API, shell), so no reader has to trim them again.
+TRIMMED_FIELDS = ("site_uid", "username", "iq_id")
 
 
 class Integration(models.Model):
@@ -105,9 +114,22 @@ class Integration(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        for name in TRIMMED_FIELDS:
+            setattr(self, name, (getattr(self, name) or "").strip())
+        super().save(*args, **kwargs)
+
     @property
     def is_activated(self) -> bool:
         return self.activation_state == self.ActivationState.ACTIVATED
+
+    @property
+    def needs_reactivation(self) -> bool:
+        """Salto rejected the stored IQ secret/PIN: opens are refused until GET PIN / Set PIN succeed again.
+
+        The one answer to "needs re-activation?" for the policy, the console, the booking page and the API.
+        """
+        return self.activation_state == self.ActivationState.NEEDS_REACTIVATION
 
 
 class CachedLock(models.Model):
@@ -153,6 +175,87 @@ class LockMapping(models.Model):
     def __str__(self) -> str:
         target = self.object.label if self.object_id else "* (default)"  # type: ignore[union-attr]
         return f"{target} → {self.lock_name or self.lock_id}"
+
+
+class IllegalTransition(ValueError):
+    """An open request was asked to move between states its state machine does not connect."""
+
+
+class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
+    """The open request's state machine: every change of `state` goes through one of these methods.
+
+    Each is a conditional UPDATE on the states it may leave (`filter(state=...).update(...)`), so whoever
+    updates the row wins and everyone else learns it from the count (0 or False); none holds a lock. A move
+    that the machine does not have (see TRANSITIONS) raises IllegalTransition before touching the database.
+
+        pending ──claim──▶ sending ──finish──▶ opened | failed | refused | expired
+           ▲                  │
+           └───retry_later────┘          pending ──expire_stale──▶ expired
+                                         sending ──abandon_stale─▶ failed
+    """
+
+    def claim(self, pk: int, *, fresh_since: datetime, due_before: datetime) -> bool:
+        """pending → sending for the one caller that gets there first, if still fresh and due."""
+        State = OpenRequest.State
+        _check(State.PENDING, State.SENDING)
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=due_before)
+        claimed = (
+            self.filter(pk=pk, state=State.PENDING, created_at__gte=fresh_since)
+            .filter(due)
+            .update(state=State.SENDING, attempts=models.F("attempts") + 1, next_attempt_at=None)
+        )
+        return bool(claimed)
+
+    def finish(self, pk: int, state: str, *, reason: str, outcome_code: str, now: datetime, **fields: Any) -> bool:
+        """sending → a final state (opened, failed, refused, expired); False if the row is no longer sending."""
+        State = OpenRequest.State
+        _check(State.SENDING, state)
+        if state == State.PENDING:
+            raise IllegalTransition("finish() ends a request; use retry_later() to send it again")
+        updated = self.filter(pk=pk, state=State.SENDING).update(
+            state=state, reason=reason, outcome_code=outcome_code, finished_at=now, **fields
+        )
+        return bool(updated)
+
+    def retry_later(self, pk: int, *, due: datetime, reason: str, outcome_code: str, **fields: Any) -> bool:
+        """sending → pending, due again at DUE (the retry claims it like any other delivery would)."""
+        State = OpenRequest.State
+        _check(State.SENDING, State.PENDING)
+        updated = self.filter(pk=pk, state=State.SENDING).update(
+            state=State.PENDING, next_attempt_at=due, reason=reason, outcome_code=outcome_code, **fields
+        )
+        return bool(updated)
+
+    def expire_stale(self, *, created_before: datetime, reason: str, now: datetime, pk: int | None = None) -> int:
+        """pending → expired for rows created before the freshness limit (all, or only PK)."""
+        State = OpenRequest.State
+        _check(State.PENDING, State.EXPIRED)
+        rows = self.filter(state=State.PENDING, created_at__lt=created_before)
+        if pk is not None:
+            rows = rows.filter(pk=pk)
+        return rows.update(state=State.EXPIRED, reason=reason, outcome_code="expired", finished_at=now)
+
+    def abandon_stale(self, *, created_before: datetime, reason: str, now: datetime) -> int:
+        """sending → failed for rows whose worker died mid-send (created before CREATED_BEFORE)."""
+        State = OpenRequest.State
+        _check(State.SENDING, State.FAILED)
+        return self.filter(state=State.SENDING, created_at__lt=created_before).update(
+            state=State.FAILED, outcome_code="abandoned", finished_at=now, reason=reason
+        )
+
+    def mark_due(self, pk: int, *, overdue_before: datetime, now: datetime) -> bool:
+        """A pending row whose message was lost (due before OVERDUE_BEFORE) is due now; not a state change.
+
+        Bumping the due time first means two sweepers do not both queue it.
+        """
+        State = OpenRequest.State
+        overdue = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=overdue_before)
+        return bool(self.filter(pk=pk, state=State.PENDING).filter(overdue).update(next_attempt_at=now))
+
+
+def _check(source: str, target: str) -> None:
+    if target not in TRANSITIONS.get(source, frozenset()):
+        raise IllegalTransition(f"an open request cannot go from {source} to {target}")
 
 
 class OpenRequest(models.Model):
@@ -204,6 +307,8 @@ class OpenRequest(models.Model):
     # overdue by more than its grace period, so a message lost by the broker cannot strand a guest.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
+    objects = OpenRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["state", "created_at"]), models.Index(fields=["booking", "created_at"])]
@@ -211,3 +316,41 @@ class OpenRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Open request #{self.pk} ({self.get_state_display()})"
+
+
+# Which state an open request may move to from which (OpenRequestQuerySet enforces it). A new row starts as
+# pending, or as refused when the policy said no; refused, opened, failed and expired are final.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    OpenRequest.State.PENDING: frozenset({OpenRequest.State.SENDING, OpenRequest.State.EXPIRED}),
+    OpenRequest.State.SENDING: frozenset(
+        {
+            OpenRequest.State.PENDING,
+            OpenRequest.State.OPENED,
+            OpenRequest.State.FAILED,
+            OpenRequest.State.REFUSED,
+            OpenRequest.State.EXPIRED,
+        }
+    ),
+}
+
+# What the audit trail says about an open request, in one order for the admin and the API.
+OPEN_REQUEST_AUDIT_FIELDS = (
+    "integration",
+    "lock_id",
+    "lock_name",
+    "rule",
+    "rule_description",
+    "trigger",
+    "actor",
+    "state",
+    "reason",
+    "outcome_code",
+    "attempts",
+    "salto_http_status",
+    "salto_error_code",
+    "salto_message",
+    "created_at",
+    "sent_at",
+    "finished_at",
+    "duration_ms",
+)

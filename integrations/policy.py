@@ -1,10 +1,10 @@
 """The open policy: may this booking open a door now, and which one? Pure: plain values in, a decision out.
 
-Decisions 2 and 3 in ireserve-behaviour.md: integration active; IQ activated and not flagged for
+Decisions 2 and 3 of docs/adr/0005-behaviour-decisions.md: integration active; IQ activated and not flagged for
 re-activation; the booking's *current* status allowed; now within [start - time before, end] (compared in
 UTC, inclusive at both ends); a lock resolves via the booked object's own mapping, else its parent's, else
 the integration's wildcard. The cached lock state refuses before sending when the lock or its IQ is known
-offline or the lock hangs on another IQ (decision 8). Reasons are sentences for people, times in local time.
+offline or the lock hangs on another IQ (ADR 0005, decision 8). Reasons are sentences for people, times in local time.
 
 No database, no clock, no settings: callers pass `now` and the time zone, so the table tests can walk
 every moment (including a DST change) without patching anything.
@@ -43,7 +43,8 @@ class Refusal(StrEnum):
 class IntegrationFacts:
     name: str
     is_active: bool
-    activation_state: str  # Integration.ActivationState value
+    is_activated: bool
+    needs_reactivation: bool
     reactivation_reason: str
     open_status_ids: frozenset[int]
     minutes_before: int
@@ -113,7 +114,7 @@ def open_window(*, start: datetime, end: datetime, minutes_before: int) -> tuple
 
 
 def resolve_lock(*, booking: BookingFacts, mappings: Sequence[MappingFacts]) -> LockChoice | None:
-    """The booked object's own mapping, else its parent object's, else the wildcard (decision 3)."""
+    """The booked object's own mapping, else its parent object's, else the wildcard (ADR 0005, decision 3)."""
     by_object = {m.object_id: m for m in mappings}
     own = by_object.get(booking.object_id)
     if own is not None:
@@ -166,13 +167,13 @@ def decide(
 
     if not integration.is_active:
         return refuse(Refusal.INTEGRATION_INACTIVE, f"the integration '{integration.name}' is not active.")
-    if integration.activation_state == "needs_reactivation":
+    if integration.needs_reactivation:
         detail = f" ({integration.reactivation_reason})" if integration.reactivation_reason else ""
         return refuse(
             Refusal.NEEDS_REACTIVATION,
             f"the integration needs re-activation: run GET PIN and Set PIN again{detail}.",
         )
-    if integration.activation_state != "activated":
+    if not integration.is_activated:
         return refuse(Refusal.NOT_ACTIVATED, "the IQ is not activated (GET PIN / Set PIN on the integration).")
     if booking.status_id not in integration.open_status_ids:
         return refuse(Refusal.STATUS_NOT_ALLOWED, f"status '{booking.status_label}' does not allow opening.")

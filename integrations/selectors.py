@@ -1,7 +1,11 @@
-"""Reads for the opening flow: turn rows into the policy's plain facts, and pick the integration of a booking."""
+"""Reads: the policy's plain facts and the integration of a booking (opening), and what the console shows.
+
+Selectors take what they need as arguments where a caller renders many rows, so a list costs no query per row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +14,7 @@ from django.utils import timezone
 
 from bookings.models import Booking
 from integrations.models import CachedLock, Integration, LockMapping, OpenRequest
+from integrations.outcomes import Outcome
 from integrations.policy import (
     BookingFacts,
     Decision,
@@ -47,7 +52,8 @@ def integration_facts(*, integration: Integration) -> IntegrationFacts:
     return IntegrationFacts(
         name=integration.name,
         is_active=integration.is_active,
-        activation_state=integration.activation_state,
+        is_activated=integration.is_activated,
+        needs_reactivation=integration.needs_reactivation,
         reactivation_reason=integration.reactivation_reason,
         # all(): uses prefetched statuses when the caller prefetched them (OpenAssessor does).
         open_status_ids=frozenset(status.pk for status in integration.open_statuses.all()),
@@ -56,7 +62,8 @@ def integration_facts(*, integration: Integration) -> IntegrationFacts:
     )
 
 
-# Decision 3 across integrations: the most specific mapping wins, whichever active integration holds it.
+# ADR 0005 decision 3 across integrations (ADR 0002, point 11): the most specific mapping wins, whichever
+# active integration holds it.
 _RULE_RANK = {Rule.OBJECT: 0, Rule.PARENT: 1, Rule.WILDCARD: 2}
 
 
@@ -120,6 +127,18 @@ def integration_for_booking(*, booking: Booking) -> Integration | None:
     return OpenAssessor().integration_for(booking_facts(booking=booking))
 
 
+def opens_automatically(*, assessment: OpenAssessment, status_id: int) -> bool:
+    """Whether entering STATUS_ID asks the assessed integration for an open (ADR 0005, decision 1a).
+
+    The integration that would actually open the door decides, with its own switch and statuses; an inactive
+    one records nothing (ADR 0002, point 5). The open statuses are prefetched by the OpenAssessor.
+    """
+    integration = assessment.integration
+    if integration is None or not integration.is_active or not integration.open_on_status_change:
+        return False
+    return any(status.pk == status_id for status in integration.open_statuses.all())
+
+
 def booking_open_assessment(*, booking: Booking, now: datetime | None = None) -> OpenAssessment:
     """Would BOOKING open a door NOW, which one and via which rule, or why not."""
     return OpenAssessor(now=now).assess(booking)
@@ -131,3 +150,98 @@ def open_requests_for_booking(*, booking: Booking, limit: int = 20) -> QuerySet[
 
 def open_requests_recent(*, integration: Integration, limit: int = 25) -> QuerySet[OpenRequest]:
     return OpenRequest.objects.filter(integration=integration).select_related("booking", "actor")[:limit]
+
+
+# --- The console -----------------------------------------------------------------------------------------
+
+
+def cached_locks_by_id(*, integration: Integration) -> dict[str, CachedLock]:
+    """The integration's cached lock list (as GET locks left it), keyed by lock id; empty when not saved yet."""
+    if integration.pk is None:
+        return {}
+    # all(): uses prefetched locks when the caller prefetched them (the admin does, once for every row).
+    return {lock.lock_id: lock for lock in integration.cached_locks.all()}
+
+
+def mapping_target_label(mapping: LockMapping) -> str:
+    return "* (wildcard)" if mapping.object_id is None else mapping.object.label  # type: ignore[union-attr]
+
+
+def mapping_problem(*, integration: Integration, lock_id: str, cached: dict[str, CachedLock]) -> str:
+    """Why a mapping to LOCK_ID cannot be used right now ("" if it can), judged from the CACHED lock list."""
+    lock = cached.get(lock_id)
+    if lock is None:
+        return "not in the lock list — click GET locks (and map another lock if it is gone)"
+    if integration.iq_id and lock.iq_id and lock.iq_id != integration.iq_id:
+        return "on another IQ — this integration's OTP is not accepted there"
+    return ""
+
+
+def activation_missing_steps(
+    *, integration: Integration, mappings: Sequence[tuple[int | None, str]] | None = None
+) -> list[str]:
+    """Every step still missing before INTEGRATION may be active, in the manual's order.
+
+    MAPPINGS are (object id or None for the wildcard, lock id) pairs; by default the stored ones (the
+    change form passes the rows being saved, so mapping and activating can happen in one save).
+    """
+    if mappings is None:
+        mappings = list(integration.mappings.values_list("object_id", "lock_id"))
+    steps: list[str] = []
+    if not integration.site_id:
+        steps.append("Site resolved: click Resolve site ID on the Authentication tab.")
+    if not integration.access_test_ok:
+        steps.append("Access tested OK: click Test / request access on the Authentication tab.")
+    if integration.needs_reactivation:
+        reason = f" ({integration.reactivation_reason})" if integration.reactivation_reason else ""
+        steps.append(f"IQ activated: the IQ needs re-activation{reason}; use GET PIN and Set PIN again.")
+    elif not integration.is_activated:
+        steps.append("IQ activated: use GET PIN and Set PIN in the IQ OTP setup block until “IQ is activated”.")
+    if not mappings:
+        steps.append("At least one mapping: click GET locks and map an object (or the wildcard) on the Mapping tab.")
+    else:
+        cached = cached_locks_by_id(integration=integration)
+        for _object_id, lock_id in mappings:
+            problem = mapping_problem(integration=integration, lock_id=lock_id, cached=cached)
+            if problem:
+                lock = cached.get(lock_id)
+                steps.append(f"Mapping to lock {lock.name if lock else lock_id}: {problem}.")
+        object_ids = [object_id for object_id, _ in mappings]
+        steps.extend(mapping_conflicts(integration=integration, object_ids=object_ids))
+    return steps
+
+
+def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | None]) -> list[str]:
+    """Mappings among OBJECT_IDS (None: the wildcard) that another *active* integration already has.
+
+    An object may be mapped by at most one active integration, and at most one active integration may have
+    a wildcard: otherwise which door a booking opens would depend on which integration is asked.
+    """
+    wanted = list(object_ids)
+    others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
+    by_object = others.filter(object_id__in=[i for i in wanted if i is not None])
+    conflicts = [
+        f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
+        "an object may be mapped by at most one active integration."
+        for m in by_object.select_related("object__parent", "integration").order_by("object__name")
+    ]
+    if None in wanted:
+        conflicts += [
+            f"The active integration “{m.integration.name}” already has a wildcard (default) mapping; "
+            "at most one active integration may have one."
+            for m in others.filter(object__isnull=True).select_related("integration")
+        ]
+    return conflicts
+
+
+def details_warnings(*, integration: Integration) -> list[Outcome]:
+    """What in the saved Details would surprise staff later (the Details are valid either way)."""
+    checkin = integration.checkin_status
+    if checkin is None or integration.open_statuses.filter(pk=checkin.pk).exists():
+        return []
+    return [
+        Outcome.warning(
+            f"Status after opening (check-in) “{checkin}” is not ticked under Lock may open from status: once a "
+            "booking is checked in, its door will not open again (guests going in and out). Tick it too if it should."
+        )
+    ]

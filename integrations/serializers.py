@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus
-from integrations.models import Integration, OpenRequest
+from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenRequest
 from integrations.selectors import OpenAssessor
 
 
@@ -17,34 +17,11 @@ class OpenRequestSerializer(serializers.ModelSerializer[OpenRequest]):
 
     class Meta:
         model = OpenRequest
-        fields = [
-            "id",
-            "booking",
-            "integration",
-            "integration_needs_reactivation",
-            "lock_id",
-            "lock_name",
-            "rule",
-            "rule_description",
-            "trigger",
-            "actor",
-            "state",
-            "reason",
-            "outcome_code",
-            "attempts",
-            "salto_http_status",
-            "salto_error_code",
-            "salto_message",
-            "created_at",
-            "sent_at",
-            "finished_at",
-            "duration_ms",
-        ]
+        fields = ["id", "booking", *OPEN_REQUEST_AUDIT_FIELDS, "integration_needs_reactivation"]
         read_only_fields = fields
 
     def get_integration_needs_reactivation(self, obj: OpenRequest) -> bool:
-        integration = obj.integration
-        return bool(integration and integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION)
+        return bool(obj.integration and obj.integration.needs_reactivation)
 
 
 class StatusSerializer(serializers.ModelSerializer[BookingStatus]):
@@ -92,7 +69,7 @@ class BookingSerializer(serializers.ModelSerializer[Booking]):
         assessment = assessor.assess(obj)
         decision, integration = assessment.decision, assessment.integration
         lock = decision.lock
-        needs = bool(integration and integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION)
+        needs = bool(integration and integration.needs_reactivation)
         return DoorSerializer(
             {
                 "would_open": decision.allowed,

@@ -15,14 +15,14 @@ from celery import Task, shared_task
 from integrations.models import Integration
 from integrations.services.console import locks_refresh
 from integrations.services.health import integration_health_check
-from integrations.services.opening import open_request_enqueue, open_request_perform, open_requests_sweep
+from integrations.services.opening import PERFORM_OPEN_TASK, open_request_perform, open_requests_sweep
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(
     bind=True,
-    name="integrations.perform_open",
+    name=PERFORM_OPEN_TASK,
     acks_late=True,
     ignore_result=True,
     soft_time_limit=30,
@@ -36,11 +36,13 @@ def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
         time.sleep(outcome.retry_in)
     if outcome.retry_in is not None:
         # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
-        # first claims it. Stay on the queue this message came from.
+        # first claims it (ADR 0002, point 2). Stay on the queue this message came from; without one (eager)
+        # CELERY_TASK_ROUTES decides.
         delivery_info = getattr(self.request, "delivery_info", None) or {}
-        open_request_enqueue(
-            open_request_id=open_request_id, countdown=outcome.retry_in, queue=delivery_info.get("routing_key")
-        )
+        options: dict[str, Any] = {"countdown": outcome.retry_in}
+        if delivery_info.get("routing_key"):
+            options["queue"] = delivery_info["routing_key"]
+        perform_open.apply_async(args=(open_request_id,), **options)
 
 
 @shared_task(

@@ -106,6 +106,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# The queue of the door-opening task ("" = Celery's default queue): a deployment can give opens workers of
+# their own, so a long lock-list refresh never delays a door. Routed by ireserve_salto.celery.route_task.
+OPENING_TASK_QUEUE = env.text("OPENING_TASK_QUEUE", "") or ""
+CELERY_TASK_ROUTES = ["ireserve_salto.celery.route_task"]
 
 # --- Time -----------------------------------------------------------------------------------
 TIME_ZONE = env.text("TIME_ZONE", "Europe/Amsterdam") or "Europe/Amsterdam"

@@ -4,7 +4,7 @@ One `SaltoClient` per (environment, account). It owns two httpx2 clients with ex
 server and Connect API), a `TokenProvider` for the password-grant token, and decides once how every
 response is classified (locks/errors.py). Nothing secret goes into a log line or an exception.
 
-Reference: salto-ks-api.md (sections cited above each call).
+Reference: docs/salto-ks.md (sections cited above each call).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class SaltoClient:
         return self.tokens.get(force=force)
 
     def _request_token(self) -> AccessToken:
-        # Reference: salto-ks-api.md §2.1 (POST {identity}/connect/token, Basic client auth,
+        # Reference: docs/salto-ks.md §2.1 (POST {identity}/connect/token, Basic client auth,
         # grant_type=password, username, password, scope=user_api.full_access).
         url = self.endpoints.identity_url + "/connect/token"
         started = time.monotonic()
@@ -157,13 +157,11 @@ class SaltoClient:
             )
         except httpx2.TimeoutException:
             self._log("POST", url, None, started)
-            raise errors.SaltoAuthError(
-                "The Salto KS identity server did not answer in time", reason="identity_unreachable"
-            ) from None
+            raise errors.IdentityUnreachable("The Salto KS identity server did not answer in time") from None
         except httpx2.TransportError as exc:
             self._log("POST", url, None, started)
-            raise errors.SaltoAuthError(
-                f"Cannot reach the Salto KS identity server ({type(exc).__name__})", reason="identity_unreachable"
+            raise errors.IdentityUnreachable(
+                f"Cannot reach the Salto KS identity server ({type(exc).__name__})"
             ) from None
         except errors.SaltoError:
             raise
@@ -213,13 +211,10 @@ class SaltoClient:
                 salto_message=self._scrub(oauth.error_description or "") or None,
             )
         if status == 404 or status >= 500 or status == 429:
-            # Acceptance's identity servers were seen answering 404 on every path for hours (§1); that,
-            # 5xx and rate limiting mean "unreachable right now", not "bad credentials".
-            raise errors.SaltoAuthError(
-                "The Salto KS identity server is not available",
-                reason="identity_unreachable",
+            raise errors.IdentityUnreachable(
                 http_status=status,
                 salto_message=_short(text) or None,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
             )
         raise errors.SaltoAuthError(
             "The Salto KS identity server refused the token request",
@@ -232,13 +227,13 @@ class SaltoClient:
     # --- Sites ----------------------------------------------------------------------------------
 
     def list_sites(self) -> list[Site]:
-        # Reference: salto-ks-api.md §4 (GET /v1.1/sites), §3.2 (envelope or bare array).
+        # Reference: docs/salto-ks.md §4 (GET /v1.1/sites), §3.2 (envelope or bare array).
         return self._get_all("/sites", Site)
 
     def resolve_site(self, site_uid: str) -> Site:
         """The one site whose Site UID matches, ignoring case and surrounding spaces.
 
-        Reference: salto-ks-api.md §4 ($filter=site_uid eq '…', else list and match).
+        Reference: docs/salto-ks.md §4 ($filter=site_uid eq '…', else list and match).
         """
         uid = (site_uid or "").strip()
         if not _SITE_UID.fullmatch(uid):
@@ -266,18 +261,18 @@ class SaltoClient:
     # --- IQs ------------------------------------------------------------------------------------
 
     def list_iqs(self, site_id: str) -> list[IQ]:
-        # Reference: salto-ks-api.md §5 (GET /v1.1/sites/{site}/iqs).
+        # Reference: docs/salto-ks.md §5 (GET /v1.1/sites/{site}/iqs).
         return self._get_all(f"/sites/{_id(site_id)}/iqs", IQ)
 
     def get_iq(self, site_id: str, iq_id: str) -> IQ:
-        # Reference: salto-ks-api.md §5 (GET /v1.1/sites/{site}/iqs/{iq}).
+        # Reference: docs/salto-ks.md §5 (GET /v1.1/sites/{site}/iqs/{iq}).
         response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}", not_found=errors.IQNotFound)
         return _parse(IQ, response)
 
     def get_iq_secret(self, site_id: str, iq_id: str) -> str:
         """The account's IQ secret; Salto hands it out only once (SecretAlreadyIssued afterwards).
 
-        Reference: salto-ks-api.md §7.3 step 1 (GET …/iqs/{iq}/secret → {"secret": "…"}), §0.
+        Reference: docs/salto-ks.md §7.3 step 1 (GET …/iqs/{iq}/secret → {"secret": "…"}), §0.
         """
         response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/secret", not_found=errors.IQNotFound)
         body = _json_or_none(response)
@@ -287,17 +282,14 @@ class SaltoClient:
             raise errors.UnexpectedResponse("Salto KS returned an empty IQ secret", http_status=response.status_code)
         return secret
 
-    def request_iq_pin(self, site_id: str, iq_id: str, *, send_email: bool = False) -> PinRequestResult:
-        """Ask Salto for the account's initial IQ PIN: in the body, or sent by e-mail/SMS (204).
+    def request_iq_pin(self, site_id: str, iq_id: str) -> PinRequestResult:
+        """Ask Salto for the account's initial IQ PIN: in the body, or sent by SMS (204 or an empty body).
 
-        Reference: salto-ks-api.md §7.3 step 2 (GET …/iqs/{iq}/pin[?send_email=true]) and §0 "GET PIN".
+        Reference: docs/salto-ks.md §7.3 step 2 (GET …/iqs/{iq}/pin) and §0 "GET PIN".
         """
-        params = {"send_email": "true"} if send_email else None
-        response = self._call(
-            "GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin", params=params, not_found=errors.IQNotFound
-        )
+        response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin", not_found=errors.IQNotFound)
         if response.status_code == 204 or not response.content.strip():
-            return PinRequestResult(pin=None, sent_by="email" if send_email else "sms")
+            return PinRequestResult(pin=None, sent_by="sms")
         body = _json_or_none(response)
         if isinstance(body, dict):
             pin: Any = _parse(PinResponse, response).pin.get_secret_value()
@@ -326,7 +318,7 @@ class SaltoClient:
     ) -> None:
         """Complete the IQ activation: prove the current PIN with an OTP and set NEW_PIN via the delta.
 
-        Reference: salto-ks-api.md §7.3 step 3 (PUT …/iqs/{iq}/pin {"otp", "delta"} → 204), §0 (delta).
+        Reference: docs/salto-ks.md §7.3 step 3 (PUT …/iqs/{iq}/pin {"otp", "delta"} → 204), §0 (delta).
         """
         if not is_valid_pin(current_pin) or not is_valid_pin(new_pin):
             raise errors.InvalidInput("The current and new IQ PIN must be four digits")
@@ -343,19 +335,14 @@ class SaltoClient:
         )
 
     def list_activated_iqs(self, site_id: str) -> list[ActivatedIQ]:
-        # Reference: salto-ks-api.md §7.3 (GET /v1.1/me/{site}/activated_iqs).
+        # Reference: docs/salto-ks.md §7.3 (GET /v1.1/me/{site}/activated_iqs).
         return self._get_all(f"/me/{_id(site_id)}/activated_iqs", ActivatedIQ)
 
     # --- Locks ----------------------------------------------------------------------------------
 
     def list_locks(self, site_id: str) -> list[Lock]:
-        # Reference: salto-ks-api.md §6 (GET /v1.1/sites/{site}/locks), §3.2 (paging).
+        # Reference: docs/salto-ks.md §6 (GET /v1.1/sites/{site}/locks), §3.2 (paging).
         return self._get_all(f"/sites/{_id(site_id)}/locks", Lock)
-
-    def get_lock(self, site_id: str, lock_id: str) -> Lock:
-        # Reference: salto-ks-api.md §6 (GET /v1.1/sites/{site}/locks/{lock}).
-        response = self._call("GET", f"/sites/{_id(site_id)}/locks/{_id(lock_id)}", not_found=errors.LockNotFound)
-        return _parse(Lock, response)
 
     def open_lock(
         self,
@@ -369,7 +356,7 @@ class SaltoClient:
     ) -> None:
         """Remote open with a fresh OTP. Any 2xx is success (the body is undocumented, §7.1).
 
-        Reference: salto-ks-api.md §7.1 (PATCH …/locks/{lock}/locking {"locked_state": "unlocked", "otp"}).
+        Reference: docs/salto-ks.md §7.1 (PATCH …/locks/{lock}/locking {"locked_state": "unlocked", "otp"}).
         Never retried here: a rejected OTP counts towards otp_blocked (§3.4). With NOT_AFTER, the command is
         not sent (DeadlinePassed) once that moment has passed — checked after the token is in hand and before
         each send — and no single phase of the call (connect, write, read) may outlast it: a door must not
@@ -394,7 +381,7 @@ class SaltoClient:
     def list_entries(self, site_id: str, *, since: datetime) -> list[Entry]:
         """Entries at or after SINCE, newest first.
 
-        Reference: salto-ks-api.md §8 (GET /v1.1/sites/{site}/entries), §3.2 ($filter DateTime'…').
+        Reference: docs/salto-ks.md §8 (GET /v1.1/sites/{site}/entries), §3.2 ($filter DateTime'…').
         """
         if since.tzinfo is None:
             raise errors.InvalidInput("since must be an aware datetime")
@@ -409,7 +396,7 @@ class SaltoClient:
     def _get_all(self, path: str, model: type[M], *, params: dict[str, str] | None = None) -> list[M]:
         """Every item of a list, following next_page_link (absolute, verbatim) to the end.
 
-        Reference: salto-ks-api.md §3.2 ({items, next_page_link, count} or a bare array).
+        Reference: docs/salto-ks.md §3.2 ({items, next_page_link, count} or a bare array).
         """
         items: list[M] = []
         url: str = self.endpoints.api_url + API_PREFIX + path
@@ -554,8 +541,12 @@ class SaltoClient:
             raise errors.OtpInvalid(**detail)
         if code == "2203" and "secret" in words:
             raise errors.SecretAlreadyIssued(**detail)
+        if "offline" in words:
+            # No documented code for an offline lock or IQ (§7.1): the words decide, here and nowhere else.
+            iq = "iq_offline" in words or "iq offline" in words
+            raise (errors.IQOffline if iq else errors.LockOffline)(**detail)
         if status == 403:
-            raise errors.PermissionDenied(**detail)
+            raise errors.AccountLacksPermission(**detail)
         if status == 404 and not_found is not None:
             raise not_found(**detail)
         if status == 404:

@@ -10,7 +10,7 @@ from django.conf import settings
 
 class Environment(StrEnum):
     # Acceptance and production are separate Salto installations with their own users, sites,
-    # IQs and client credentials (salto-ks-api.md §1): credentials of one never work on the other.
+    # IQs and client credentials (docs/salto-ks.md §1): credentials of one never work on the other.
     ACCEPTANCE = "acceptance"
     PRODUCTION = "production"
 
@@ -24,7 +24,7 @@ class Endpoints:
 def endpoints_for(environment: Environment | str) -> Endpoints:
     """Base URLs for ENVIRONMENT, read from settings at call time so tests and the sandbox can override them.
 
-    Reference: salto-ks-api.md §1 (hosts; defaults live in ireserve_salto/settings.py).
+    Reference: docs/salto-ks.md §1 (hosts; defaults live in ireserve_salto/settings.py).
     """
     env = Environment(environment)
     prefix = f"SALTO_KS_{env.name}"

@@ -1,24 +1,30 @@
-"""The Salto KS error taxonomy, decided once in the client.
+"""The Salto KS error taxonomy, decided once in the client, once per response.
 
-Three families: authentication (SaltoAuthError), transient (SaltoTransientError: retry later, honour
-retry_after) and permanent (SaltoPermanentError and its named kinds: never retry blindly).
+Callers switch on three families:
+- `SaltoAuthError`: getting or using a token failed because a credential is wrong (`reason` says which).
+- `SaltoTransientError`: worth trying again later, after `retry_after` seconds if Salto said so (timeouts,
+  connection errors, 5xx, 429, and an identity server that cannot be reached).
+- `SaltoPermanentError`: Salto refused the request (or we refused to send it); repeating it unchanged fails
+  again. `error_code` carries Salto's ErrorCode.
+Named subclasses carry the quirks a caller acts on (the OTP family that needs re-activation, offline lock or
+IQ, secret already issued, ...), so no caller reads Salto's message text to decide anything.
 `str(exc)` is a human sentence that never contains a password, token, secret, PIN or OTP.
 
-Reference: salto-ks-api.md §2.2 (identity errors), §3.3 (error format and codes), §3.4 and §0 (retries).
+Reference: docs/salto-ks.md §2.2 (identity errors), §3.3 (error format and codes), §3.4 and §0 (retries).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-AuthReason = Literal[
-    "invalid_client", "invalid_grant", "invalid_scope", "identity_unreachable", "identity_error", "unauthorized"
-]
+AuthReason = Literal["invalid_client", "invalid_grant", "invalid_scope", "identity_error", "unauthorized"]
 
 
 class SaltoError(Exception):
     kind: str = "salto_error"
     summary: str = "Salto KS request failed"
+    # False when the request never left this process (refused input, deadline passed): Salto did nothing.
+    sent: bool = True
 
     def __init__(
         self,
@@ -55,8 +61,11 @@ class SaltoError(Exception):
         )
 
 
+# --- Family 1: authentication --------------------------------------------------------------------------
+
+
 class SaltoAuthError(SaltoError):
-    """Getting or using a token failed; `reason` says which party is wrong."""
+    """A credential is wrong (platform client, account, scope) or a fresh token was rejected."""
 
     kind = "auth"
 
@@ -69,6 +78,9 @@ class SaltoAuthError(SaltoError):
         return f"{type(self).__name__}(reason={self.reason!r}, http_status={self.http_status!r})"
 
 
+# --- Family 2: transient -------------------------------------------------------------------------------
+
+
 class SaltoTransientError(SaltoError):
     """Timeouts, connection errors, 5xx and 429: worth retrying later (after `retry_after` seconds if set)."""
 
@@ -78,6 +90,16 @@ class SaltoTransientError(SaltoError):
     def __init__(self, summary: str | None = None, *, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(summary, **kwargs)  # type: ignore[arg-type]
+
+
+class IdentityUnreachable(SaltoTransientError):
+    # Acceptance's identity servers were seen answering 404 on every path for hours (§1); that, 5xx, 429,
+    # timeouts and refused connections mean "not reachable right now", never "bad credentials".
+    kind = "identity_unreachable"
+    summary = "The Salto KS identity server is not available"
+
+
+# --- Family 3: permanent -------------------------------------------------------------------------------
 
 
 class SaltoPermanentError(SaltoError):
@@ -92,16 +114,18 @@ class InvalidInput(SaltoPermanentError, ValueError):
 
     kind = "invalid_input"
     summary = "Invalid input"
+    sent = False
 
 
-class DeadlinePassed(SaltoError):
+class DeadlinePassed(SaltoPermanentError):
     """Not sent: the caller's deadline passed before the request could go out (e.g. while getting a token).
 
-    Nothing reached Salto, so this is neither a Salto failure nor worth retrying.
+    Nothing reached Salto; sending later would break the very deadline, so it is final like a refusal.
     """
 
     kind = "deadline_passed"
     summary = "Not sent: the deadline passed before the request could be sent"
+    sent = False
 
 
 class UnexpectedResponse(SaltoPermanentError):
@@ -111,24 +135,52 @@ class UnexpectedResponse(SaltoPermanentError):
     summary = "Salto KS sent a response this client does not understand"
 
 
-class OtpInvalid(SaltoPermanentError):
+class ReactivationRequired(SaltoPermanentError):
+    """The stored IQ secret or PIN cannot sign an open: only GET PIN / Set PIN repairs it.
+
+    Never retried: each rejected OTP counts towards otp_blocked, which blocks the account for ~20 minutes (§3.4).
+    """
+
+    kind = "reactivation_required"
+
+
+class OtpInvalid(ReactivationRequired):
     # 400 ErrorCode 3102 "…otp_invalid" for a wrong OTP; also 404 ErrorCode 2202 "Otp is invalid" when the
-    # OTP is missing or the account is not activated at the lock's IQ (§7.1). Never retry: each rejected
-    # OTP counts towards otp_blocked.
+    # OTP is missing or the account is not activated at the lock's IQ (§7.1).
     kind = "otp_invalid"
     summary = "Salto KS rejected the one-time code (wrong IQ secret/PIN, clock skew, or account not activated)"
 
 
-class OtpBlocked(SaltoPermanentError):
+class OtpBlocked(ReactivationRequired):
     # 403 ErrorCode 3102 "…otp_blocked" after 3-8 bad OTPs; clears itself after ~20 minutes (§3.4).
     kind = "otp_blocked"
     summary = "Salto KS has blocked one-time codes for this account after repeated failures (wait about 20 min)"
 
 
-class PinNotChanged(SaltoPermanentError):
+class PinNotChanged(ReactivationRequired):
     # ErrorCode 3102 "…pin_not_changed": the IQ activation (Set PIN) was never completed (§7.3).
     kind = "pin_not_changed"
     summary = "The IQ activation is not complete (Set PIN was not done)"
+
+
+class DeviceOffline(SaltoPermanentError):
+    """The lock or its IQ cannot be reached by Salto right now.
+
+    No documented ErrorCode exists (§7.1); the client recognises the words lock_offline / iq_offline (what the
+    sandbox answers, 409 ErrorCode 3102) or "offline" in Salto's message.
+    """
+
+    kind = "offline"
+
+
+class LockOffline(DeviceOffline):
+    kind = "lock_offline"
+    summary = "Salto KS reports the lock is offline"
+
+
+class IQOffline(DeviceOffline):
+    kind = "iq_offline"
+    summary = "Salto KS reports the lock's IQ is offline"
 
 
 class SecretAlreadyIssued(SaltoPermanentError):
@@ -144,7 +196,7 @@ class CommandForbidden(SaltoPermanentError):
     summary = "Salto KS forbids this command for the account in its current state"
 
 
-class PermissionDenied(SaltoPermanentError):
+class AccountLacksPermission(SaltoPermanentError):
     # 403 (often ErrorCode 2203) when the account's role lacks the permission (§3.3, §7.1).
     kind = "permission_denied"
     summary = "The Salto KS account lacks permission for this operation"

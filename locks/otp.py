@@ -1,6 +1,6 @@
 """The Salto KS one-time password ("Code") and the PIN delta used to set an IQ PIN.
 
-Reference: salto-ks-api.md §7.2 (OTP formula, door-proven by two unrelated integrators) and
+Reference: docs/salto-ks.md §7.2 (OTP formula, door-proven by two unrelated integrators) and
 §0 / §7.3 (delta convention measured by S6). Keep both here so a change happens in one place.
 """
 
@@ -39,12 +39,6 @@ def pin_delta(*, old_pin: str, new_pin: str) -> str:
     """The delta that turns OLD_PIN into NEW_PIN: each digit (old - new) mod 10. "0000" keeps the PIN."""
     _require_pins(old_pin, new_pin)
     return "".join(str((int(o) - int(n)) % 10) for o, n in zip(old_pin, new_pin, strict=True))
-
-
-def apply_pin_delta(*, old_pin: str, delta: str) -> str:
-    """The new PIN Salto derives from OLD_PIN and DELTA: each digit (old - delta) mod 10."""
-    _require_pins(old_pin, delta)
-    return "".join(str((int(o) - int(d)) % 10) for o, d in zip(old_pin, delta, strict=True))
 
 
 def _require_pins(*values: str) -> None:

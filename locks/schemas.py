@@ -1,6 +1,6 @@
 """Pydantic models for every Salto KS payload the client reads. Unknown fields are ignored.
 
-Reference: salto-ks-api.md §2.1 (token), §4 (sites), §5 (IQs), §6 (locks), §7.3 (activation), §8 (entries).
+Reference: docs/salto-ks.md §2.1 (token), §4 (sites), §5 (IQs), §6 (locks), §7.3 (activation), §8 (entries).
 Fields the sources only saw sometimes are optional, so a missing one does not break a whole list.
 """
 
@@ -68,7 +68,7 @@ class AccessToken(_SaltoModel):
 
 class PinRequestResult(_SaltoModel):
     pin: SecretStr | None = None
-    sent_by: Literal["body", "email", "sms"]
+    sent_by: Literal["body", "sms"]
 
 
 class Entry(_SaltoModel):

@@ -1,64 +1,32 @@
-"""The operator's console: one service per button of the integration change page, plus saving its config.
+"""The operator's console: one service per Salto KS button of the integration change page.
 
-Every service takes keyword arguments, talks to Salto KS (through `integrations.salto`) outside any
-transaction, then writes its result in a short transaction that first re-reads the row and checks the
-identity it used is still the stored one: an operator may change Environment or account in another tab
-while a slow Salto call runs, and a result for the old identity must never land on the new one.
+Resolve site ID, Test / request access, GET PIN, Set PIN and GET locks. Every service takes keyword
+arguments, talks to Salto KS (through `integrations.salto`) outside any transaction, then writes its result
+in a short transaction that first re-reads the row and checks the identity it used is still the stored one:
+an operator may change Environment or account in another tab while a slow Salto call runs, and a result for
+the old identity must never land on the new one.
 
-Services return an `Outcome` (a message for the operator and its level); the admin only shows it.
+Services return an `Outcome` (a message for the operator and its level); the admin only shows it. Saving,
+activating and deactivating live in `lifecycle`; the reads the forms and admin need in `integrations.selectors`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import CachedLock, Integration, LockMapping
+from integrations.outcomes import Outcome, format_local
 from integrations.salto import client_for
+from integrations.selectors import mapping_target_label
 from locks import errors
 from locks.otp import is_valid_pin
 
 logger = logging.getLogger(__name__)
-
-Level = Literal["success", "info", "warning", "error"]
-
-# Which account and site a Salto answer belongs to. Changing one of these makes earlier answers
-# (site id, access test, IQ secret and PIN, lock list) meaningless, or worse, wrong for production.
-IDENTITY_FIELDS = ("environment", "site_uid", "username")
-IDENTITY_LABELS = {"environment": "Environment", "site_uid": "Site UID", "username": "Username"}
-SECRET_LABELS = {"password": "Password", "iq_secret": "IQ secret", "current_pin": "current pin"}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    message: str
-    level: Level = "success"
-    details: list[str] = field(default_factory=list)
-
-    @classmethod
-    def success(cls, message: str, details: list[str] | None = None) -> Outcome:
-        return cls(True, message, "success", details or [])
-
-    @classmethod
-    def failure(cls, message: str, details: list[str] | None = None) -> Outcome:
-        return cls(False, message, "error", details or [])
-
-    @classmethod
-    def warning(cls, message: str, details: list[str] | None = None) -> Outcome:
-        return cls(True, message, "warning", details or [])
-
-    @property
-    def text(self) -> str:
-        """Message and details as one line of plain text (for stored results and plain-text views)."""
-        return " ".join([self.message, *self.details])
 
 
 class _IdentityChanged(Exception):
@@ -77,22 +45,16 @@ IDENTITY_CHANGED_MESSAGE = (
 def _identity(integration: Integration) -> tuple[str, ...]:
     return (
         integration.environment,
-        integration.site_uid.strip(),
-        integration.username.strip(),
+        integration.site_uid,
+        integration.username,
         integration.password,
         integration.site_id,
-        integration.iq_id.strip(),
+        integration.iq_id,
     )
 
 
 def _env_label(integration: Integration) -> str:
     return str(Integration.EnvironmentChoice(integration.environment).label)
-
-
-def format_local(moment: datetime) -> str:
-    """A moment in the console's local time, with the zone's name, e.g. 25-11-2026 15:04 (Europe/Amsterdam)."""
-    local = timezone.localtime(moment)
-    return f"{local:%d-%m-%Y %H:%M} ({timezone.get_current_timezone_name()})"
 
 
 def _save_guarded(
@@ -131,17 +93,20 @@ def _auth_message(exc: errors.SaltoAuthError, integration: Integration) -> str:
             "The platform's client may not request the Connect API scope (invalid_scope); "
             "ask Salto to enable user_api.full_access for the client."
         )
-    if exc.reason == "identity_unreachable":
-        return f"The Salto KS identity server for {env} cannot be reached: {exc}. Try again in a moment."
     return f"Salto KS refused access: {exc}."
 
 
 def _generic_failure(exc: errors.SaltoError, integration: Integration, *, doing: str) -> str:
     if isinstance(exc, errors.SaltoAuthError):
         return _auth_message(exc, integration)
+    if isinstance(exc, errors.IdentityUnreachable):
+        return (
+            f"The Salto KS identity server for {_env_label(integration)} cannot be reached: {exc}. "
+            "Try again in a moment."
+        )
     if isinstance(exc, errors.SaltoTransientError):
         return f"Salto KS could not be reached while {doing}: {exc}. Nothing was changed; try again in a moment."
-    if isinstance(exc, errors.PermissionDenied):
+    if isinstance(exc, errors.AccountLacksPermission):
         return (
             f"Error while {doing}: {exc}. Check the account's rights in Salto (use a service account with "
             "site-admin rights, not a personal address)."
@@ -171,7 +136,7 @@ def site_resolve_id(*, integration: Integration) -> Outcome:
     if missing:
         return Outcome.failure("Resolve site ID: " + " ".join(missing))
     expected = _identity(integration)
-    uid = integration.site_uid.strip()
+    uid = integration.site_uid
     env = _env_label(integration)
     try:
         with client_for(integration) as client:
@@ -189,11 +154,9 @@ def site_resolve_id(*, integration: Integration) -> Outcome:
             f"Site UID {uid} was found more than once among the sites this account can see in {env}. "
             "The Site ID was not changed; ask Salto to sort out the duplicate site."
         )
-    except errors.SaltoAuthError as exc:
-        return Outcome.failure(_auth_message(exc, integration))
     except errors.SaltoError as exc:
         message = _generic_failure(exc, integration, doing="resolving the site")
-        if not isinstance(exc, errors.SaltoTransientError | errors.PermissionDenied):
+        if not isinstance(exc, errors.SaltoAuthError | errors.SaltoTransientError | errors.AccountLacksPermission):
             message += " An error while resolving → check the account's rights in Salto."
         return Outcome.failure(message)
     try:
@@ -239,13 +202,13 @@ def access_test(*, integration: Integration) -> Outcome:
 # --- GET PIN ------------------------------------------------------------------------------------------
 
 
-def iq_pin_get(*, integration: Integration, send_email: bool = False) -> Outcome:
+def iq_pin_get(*, integration: Integration) -> Outcome:
     """Fetch the IQ secret (first time only) and ask Salto for the current IQ PIN."""
     missing = _missing(integration, "site_id", "iq_id")
     if missing:
         return Outcome.failure("GET PIN: " + " ".join(missing))
     expected = _identity(integration)
-    iq_id = integration.iq_id.strip()
+    iq_id = integration.iq_id
     notes: list[str] = []
     try:
         with client_for(integration) as client:
@@ -263,7 +226,7 @@ def iq_pin_get(*, integration: Integration, send_email: bool = False) -> Outcome
                     integration, expected, iq_secret=secret, change_reason="IQ secret changed (fetched by GET PIN)"
                 )
                 notes.append("The IQ secret was fetched and stored encrypted.")
-            result = client.request_iq_pin(integration.site_id, iq_id, send_email=send_email)
+            result = client.request_iq_pin(integration.site_id, iq_id)
     except _IdentityChanged:
         return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
     except errors.IQNotFound:
@@ -297,14 +260,9 @@ def iq_pin_get(*, integration: Integration, send_email: bool = False) -> Outcome
             "Now enter the desired 4-digit PIN in new pin and click Set PIN.",
             notes,
         )
-    where = (
-        f"by e-mail to the address of account {integration.username}"
-        if result.sent_by == "email"
-        else f"by SMS to the phone number of account {integration.username}"
-    )
     return Outcome.warning(
-        f"GET PIN: Salto KS sent the current PIN {where}. Type it into current pin, enter the desired 4-digit "
-        "PIN in new pin and click Set PIN.",
+        f"GET PIN: Salto KS sent the current PIN by SMS to the phone number of account {integration.username}. "
+        "Type it into current pin, enter the desired 4-digit PIN in new pin and click Set PIN.",
         notes,
     )
 
@@ -327,7 +285,7 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
         with client_for(integration) as client:
             client.set_iq_pin(
                 integration.site_id,
-                integration.iq_id.strip(),
+                integration.iq_id,
                 secret=integration.iq_secret,
                 current_pin=integration.current_pin,
                 new_pin=new_pin,
@@ -397,7 +355,7 @@ def locks_refresh(*, integration: Integration) -> Outcome:
         return outcome
 
     now = timezone.now()
-    iq_id = integration.iq_id.strip()
+    iq_id = integration.iq_id
     rows = [
         CachedLock(
             integration=integration,
@@ -449,251 +407,3 @@ def locks_refresh(*, integration: Integration) -> Outcome:
     except _IdentityChanged:
         return Outcome.failure(IDENTITY_CHANGED_MESSAGE)
     return outcome
-
-
-# --- reads used by the console ------------------------------------------------------------------------
-
-
-def mapping_target_label(mapping: LockMapping) -> str:
-    return "* (wildcard)" if mapping.object_id is None else mapping.object.label  # type: ignore[union-attr]
-
-
-def mapping_problem(*, integration: Integration, lock_id: str, cached: dict[str, CachedLock] | None = None) -> str:
-    """Why a mapping to LOCK_ID cannot be used right now ("" if it can), judged from the cached lock list."""
-    if cached is None:
-        cached = {lock.lock_id: lock for lock in integration.cached_locks.all()}
-    lock = cached.get(lock_id)
-    if lock is None:
-        return "not in the lock list — click GET locks (and map another lock if it is gone)"
-    iq_id = integration.iq_id.strip()
-    if iq_id and lock.iq_id and lock.iq_id != iq_id:
-        return "on another IQ — this integration's OTP is not accepted there"
-    return ""
-
-
-def activation_missing_steps(
-    *, integration: Integration, mappings: Sequence[tuple[int | None, str]] | None = None
-) -> list[str]:
-    """Every step still missing before INTEGRATION may be active, in the manual's order.
-
-    MAPPINGS are (object id or None for the wildcard, lock id) pairs; by default the stored ones (the
-    change form passes the rows being saved, so mapping and activating can happen in one save).
-    """
-    if mappings is None:
-        mappings = list(integration.mappings.values_list("object_id", "lock_id"))
-    steps: list[str] = []
-    if not integration.site_id:
-        steps.append("Site resolved: click Resolve site ID on the Authentication tab.")
-    if not integration.access_test_ok:
-        steps.append("Access tested OK: click Test / request access on the Authentication tab.")
-    if integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION:
-        reason = f" ({integration.reactivation_reason})" if integration.reactivation_reason else ""
-        steps.append(f"IQ activated: the IQ needs re-activation{reason}; use GET PIN and Set PIN again.")
-    elif not integration.is_activated:
-        steps.append("IQ activated: use GET PIN and Set PIN in the IQ OTP setup block until “IQ is activated”.")
-    if not mappings:
-        steps.append("At least one mapping: click GET locks and map an object (or the wildcard) on the Mapping tab.")
-    else:
-        cached = {lock.lock_id: lock for lock in integration.cached_locks.all()} if integration.pk else {}
-        for _object_id, lock_id in mappings:
-            problem = mapping_problem(integration=integration, lock_id=lock_id, cached=cached)
-            if problem:
-                lock = cached.get(lock_id)
-                steps.append(f"Mapping to lock {lock.name if lock else lock_id}: {problem}.")
-        object_ids = [object_id for object_id, _ in mappings]
-        for conflict in mapping_conflicts(integration=integration, object_ids=object_ids):
-            steps.append(conflict)
-    return steps
-
-
-def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | None]) -> list[str]:
-    """Mappings among OBJECT_IDS (None: the wildcard) that another *active* integration already has.
-
-    An object may be mapped by at most one active integration, and at most one active integration may have
-    a wildcard: otherwise which door a booking opens would depend on which integration is asked.
-    """
-    wanted = list(object_ids)
-    others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
-    by_object = others.filter(object_id__in=[i for i in wanted if i is not None])
-    conflicts = [
-        f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
-        "an object may be mapped by at most one active integration."
-        for m in by_object.select_related("object__parent", "integration").order_by("object__name")
-    ]
-    if None in wanted:
-        conflicts += [
-            f"The active integration “{m.integration.name}” already has a wildcard (default) mapping; "
-            "at most one active integration may have one."
-            for m in others.filter(object__isnull=True).select_related("integration")
-        ]
-    return conflicts
-
-
-def details_warnings(*, integration: Integration) -> list[Outcome]:
-    """What in the saved Details would surprise staff later (the Details are valid either way)."""
-    checkin = integration.checkin_status
-    if checkin is None or integration.open_statuses.filter(pk=checkin.pk).exists():
-        return []
-    return [
-        Outcome.warning(
-            f"Status after opening (check-in) “{checkin}” is not ticked under Lock may open from status: once a "
-            "booking is checked in, its door will not open again (guests going in and out). Tick it too if it should."
-        )
-    ]
-
-
-# --- Activate / deactivate ----------------------------------------------------------------------------
-
-
-# The manual's step 4, said when the switch goes on.
-ACTIVATION_TEST_HINT = (
-    "Test it: move a booking to a status under Lock may open from status and run the open action (Open door on "
-    "the booking); verify the lock opens and (if configured) the open time and the check-in status are updated."
-)
-
-
-def integration_activate(*, integration: Integration) -> Outcome:
-    """Set the integration active, or refuse with every missing step listed."""
-    with transaction.atomic():
-        current = Integration.objects.select_for_update().get(pk=integration.pk)
-        if current.is_active:
-            integration.is_active = True
-            return Outcome.success(f"{current} is active.")
-        steps = activation_missing_steps(integration=current)
-        if steps:
-            return Outcome.failure("The integration cannot be activated yet. Missing steps:", steps)
-        current.is_active = True
-        current._change_reason = "activated"  # type: ignore[attr-defined]
-        current.save(update_fields=["is_active", "updated_at"])
-    integration.is_active = True
-    return Outcome.success(f"{current} is active: doors may now be opened for bookings.", [ACTIVATION_TEST_HINT])
-
-
-def integration_deactivate(*, integration: Integration) -> Outcome:
-    """Stop all new opens at once (rollback); the configuration is kept so re-activating needs no re-entry."""
-    with transaction.atomic():
-        updated = Integration.objects.filter(pk=integration.pk, is_active=True).update(
-            is_active=False, updated_at=timezone.now()
-        )
-        if updated:
-            current = Integration.objects.get(pk=integration.pk)
-            current._change_reason = "deactivated"  # type: ignore[attr-defined]
-            # A history row for the rollback: who switched the doors off, and when.
-            current.save(update_fields=["updated_at"])
-    integration.is_active = False
-    return Outcome.success(
-        f"{integration} is inactive: no new doors will be opened through it. The configuration is kept; "
-        "tick Active again to resume."
-    )
-
-
-# --- Saving the configuration -------------------------------------------------------------------------
-
-
-def integration_config_save(
-    *, integration: Integration, changed_fields: Iterable[str], secrets_changed: Iterable[str] = ()
-) -> list[Outcome]:
-    """Save the operator's edits; when the identity changed, reset what belonged to the old one.
-
-    Environment, Site UID or Username changed (decision 9): site id, access test, IQ secret, current pin,
-    IQ activation and the lock cache are cleared and the integration is deactivated, so acceptance
-    details are never used against production. Mappings are kept but show as flagged until GET locks.
-    Password changed (same account): the access test is reset. The site id and the IQ activation stay,
-    since they belong to the account, and Salto hands out the IQ secret only once per account and IQ.
-    IQ id changed: the IQ secret, current pin and activation belonged to the old IQ and are cleared.
-    History rows record secrets as "changed", never their values.
-    """
-    changed = set(changed_fields)
-    secrets = [name for name in SECRET_LABELS if name in set(secrets_changed)]
-    outcomes: list[Outcome] = []
-    reasons = [f"{SECRET_LABELS[name]} changed" for name in secrets]
-    is_new = integration.pk is None
-    identity = sorted(changed & set(IDENTITY_FIELDS))
-    clear_locks = False
-    if not is_new and identity:
-        labels = ", ".join(IDENTITY_LABELS[name] for name in identity)
-        was_active = integration.is_active
-        _reset_identity(integration)
-        clear_locks = True
-        reasons.append(f"{labels} changed: site id, access test, IQ activation and lock list reset")
-        text = (
-            f"{labels} changed, so the Site ID, access test, IQ activation (IQ secret and current pin) and the "
-            "lock list were reset. Resolve site ID, Test / request access, GET PIN / Set PIN and GET locks again; "
-            "mappings are kept but flagged until the locks are fetched again."
-        )
-        if was_active:
-            text += " The integration was deactivated."
-        outcomes.append(Outcome.warning(text))
-    else:
-        if not is_new and "password" in secrets:
-            integration.access_test_ok = None
-            integration.access_tested_at = None
-            integration.access_test_message = ""
-            outcomes.append(Outcome.warning("Password changed: click Test / request access to check it."))
-        if not is_new and "iq_id" in changed:
-            _reset_activation(integration)
-            reasons.append("IQ id changed: IQ activation reset")
-            outcomes.append(
-                Outcome.warning(
-                    "IQ id changed: the IQ secret, current pin and IQ activation belonged to the old IQ and were "
-                    "reset. Use GET PIN and Set PIN for the new IQ, and GET locks to see which locks hang on it."
-                )
-            )
-            if integration.is_active:
-                integration.is_active = False
-                outcomes[-1] = Outcome.warning(outcomes[-1].message + " The integration was deactivated.")
-    if reasons:
-        integration._change_reason = "; ".join(reasons)  # type: ignore[attr-defined]
-    with transaction.atomic():
-        integration.save()
-        if clear_locks:
-            integration.cached_locks.all().delete()
-    return outcomes
-
-
-def _reset_activation(integration: Integration) -> None:
-    integration.iq_secret = ""
-    integration.current_pin = ""
-    integration.activation_state = Integration.ActivationState.NOT_ACTIVATED
-    integration.activated_at = None
-    integration.reactivation_reason = ""
-
-
-def _reset_identity(integration: Integration) -> None:
-    integration.site_id = ""
-    integration.site_resolved_at = None
-    integration.access_test_ok = None
-    integration.access_tested_at = None
-    integration.access_test_message = ""
-    _reset_activation(integration)
-    integration.locks_refreshed_at = None
-    integration.locks_refresh_message = ""
-    integration.is_active = False
-
-
-# --- Demo -----------------------------------------------------------------------------------------------
-
-
-def demo_integration_prefill(*, name: str = "Salto KS acceptance (sandbox)", include_iq_id: bool = True) -> Integration:
-    """An Acceptance integration holding the sandbox's account and Site UID, not resolved or activated.
-
-    The demo points SALTO_KS_ACCEPTANCE_{IDENTITY,API}_URL and the client id/secret at the sandbox; a new
-    operator then walks the manual: Resolve site ID, Test / request access, GET PIN, Set PIN, GET locks,
-    mapping, Details, Active. Idempotent: an existing integration of that name is left alone.
-    """
-    from locks.sandbox.demo import DEMO_IQ_ID, DEMO_PASSWORD, DEMO_SITE_UID, DEMO_USERNAME
-
-    existing = Integration.objects.filter(name=name).first()
-    if existing is not None:
-        return existing
-    integration = Integration(
-        name=name,
-        environment=Integration.EnvironmentChoice.ACCEPTANCE,
-        site_uid=DEMO_SITE_UID,
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        iq_id=DEMO_IQ_ID if include_iq_id else "",
-    )
-    integration._change_reason = "created by the demo; Password changed"  # type: ignore[attr-defined]
-    integration.save()
-    return integration

@@ -1,4 +1,4 @@
-"""Keeping an integration healthy: the "needs re-activation" flag and the periodic health check.
+"""Keeping an integration healthy: the periodic health check of token, IQ and activation.
 
 The check runs from Celery beat for every active integration so that a PIN or secret changed outside
 (the Salto app, another system) is noticed before the next guest finds a closed door.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import Integration
+from integrations.salto import client_for
+from integrations.services.lifecycle import integration_flag_reactivation
 from locks.errors import SaltoError
 
 logger = logging.getLogger(__name__)
@@ -25,36 +26,12 @@ class HealthResult:
     flagged: bool = False
 
 
-@transaction.atomic
-def integration_flag_reactivation(*, integration: Integration, reason: str) -> None:
-    """Mark the integration "needs re-activation"; opens are refused with REASON until Set PIN succeeds again.
-
-    INTEGRATION is the state the rejected PIN came from. If Set PIN has succeeded since (a newer
-    `activated_at`), the verdict is about credentials no longer in use and is dropped: it must not undo
-    the operator's fresh activation.
-    """
-    fresh = Integration.objects.select_for_update().get(pk=integration.pk)
-    if fresh.activated_at != integration.activated_at:
-        logger.info("Integration %s re-activated meanwhile; stale re-activation flag dropped", integration.pk)
-        return
-    if fresh.activation_state == Integration.ActivationState.NEEDS_REACTIVATION and fresh.reactivation_reason == reason:
-        return
-    fresh.activation_state = Integration.ActivationState.NEEDS_REACTIVATION
-    fresh.reactivation_reason = reason
-    fresh.save(update_fields=["activation_state", "reactivation_reason", "updated_at"])
-    integration.activation_state = fresh.activation_state
-    integration.reactivation_reason = reason
-    logger.warning("Integration %s flagged for re-activation: %s", integration.pk, reason)
-
-
 def integration_health_check(*, integration: Integration) -> HealthResult:
     """Token, IQ online, and the account still activated at the IQ; the result is stored for the Activity tab."""
-    from integrations.services.opening import salto_client
-
     result: HealthResult
     try:
-        with salto_client(integration) as client:
-            # Reference: token (salto-ks-api.md §2), GET /v1.1/sites/{site}/iqs/{iq} (§5),
+        with client_for(integration) as client:
+            # Reference: token (docs/salto-ks.md §2), GET /v1.1/sites/{site}/iqs/{iq} (§5),
             # GET /v1.1/me/{site}/activated_iqs (§7.3)
             client.fetch_token()
             problems: list[str] = []

@@ -1,10 +1,10 @@
 """Opening doors: open requests as audit trail and outbox, and sending them to Salto KS exactly once.
 
-The flow (architecture.md, "Open"): `open_request_create` evaluates the policy now and records a pending
-or refused row, queuing `perform_open` on commit; the task calls `open_request_perform`, which claims the
-row with a conditional UPDATE (pending → sending: whoever updates 1 row sends, everyone else stops),
-refuses to send after the freshness limit, re-checks the policy and sends. No transaction or row lock is
-held across the Salto HTTP call.
+The flow (docs/architecture.md, "Open"): `open_request_create` records the policy's answer as a pending or
+refused row, queuing `perform_open` on commit; the task calls `open_request_perform`, which claims the row
+with a conditional UPDATE (pending → sending: whoever updates 1 row sends, everyone else stops), refuses to
+send after the freshness limit, re-checks the policy and sends. No transaction or row lock is held across
+the Salto HTTP call. Every change of the row's state is a named transition of `OpenRequest.objects`.
 """
 
 from __future__ import annotations
@@ -12,40 +12,41 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatusChange
-from bookings.services import acting_user, booking_change_status, booking_set_field_value
+from bookings.services import Actor, acting_user, booking_change_status, booking_set_field_value
 from integrations.models import CachedLock, Integration, OpenRequest
-from integrations.selectors import booking_open_assessment
+from integrations.salto import client_for
+from integrations.selectors import OpenAssessment, booking_open_assessment
+from integrations.services.lifecycle import integration_flag_reactivation
 from locks.errors import (
     DeadlinePassed,
-    OtpBlocked,
-    OtpInvalid,
-    PinNotChanged,
+    DeviceOffline,
+    IQOffline,
+    ReactivationRequired,
     SaltoAuthError,
     SaltoError,
+    SaltoPermanentError,
     SaltoTransientError,
 )
 
 logger = logging.getLogger(__name__)
 
 State = OpenRequest.State
-Actor = AbstractBaseUser | AnonymousUser | None
 
-# Salto errors after which the stored secret/PIN cannot work: repeating them gets the account blocked
-# for ~20 minutes (salto-ks-api.md §0, §3.4), so never retry and ask for GET PIN / Set PIN again.
-REACTIVATION_ERRORS: tuple[type[SaltoError], ...] = (OtpInvalid, OtpBlocked, PinNotChanged)
+# The task is named, not imported: tasks.py imports this module (a task is a thin adapter over a service), and
+# a service does not import its adapters back. Celery resolves the name in its registry (tasks are registered
+# when the app is ready, see IntegrationsConfig.ready).
+PERFORM_OPEN_TASK = "integrations.perform_open"
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
@@ -61,15 +62,6 @@ SWEEP_GRACE_SECONDS = 5.0
 SENDING_ABANDONED_SECONDS = 60.0
 
 
-@contextmanager
-def salto_client(integration: Integration, *, timeout: float | None = None) -> Iterator[Any]:
-    """The integration's Salto client (built by the console's `client_for`, the one place that does)."""
-    from integrations.salto import client_for
-
-    with client_for(integration, timeout=timeout) as client:
-        yield client
-
-
 def _send_timeout(open_request: OpenRequest) -> float:
     """Seconds each call of this client may take (the token request too), at most what freshness is left.
 
@@ -80,7 +72,7 @@ def _send_timeout(open_request: OpenRequest) -> float:
 
 
 def _not_after(open_request: OpenRequest) -> datetime:
-    """The last moment the open command may go out: the freshness limit (decision 7, never late)."""
+    """The last moment the open command may go out: the freshness limit (ADR 0005 decision 7: never late)."""
     return open_request.created_at + _freshness()
 
 
@@ -103,20 +95,26 @@ class SweepResult:
     abandoned: int
 
 
-def open_request_create(*, booking: Booking, trigger: str, actor: Actor = None) -> OpenRequestResult:
-    """Evaluate the policy now and record the request (pending, or refused with the reason).
+def open_request_create(
+    *, booking: Booking, trigger: str, actor: Actor = None, assessment: OpenAssessment | None = None
+) -> OpenRequestResult:
+    """Record the request with the policy's answer (pending, or refused with the reason).
 
-    Identical requests for one booking inside OPEN_DEDUPE_SECONDS collapse into the first one (decision 4):
-    a double click, an announcement delivered twice, staff and the status change at once. The booking
-    row is locked while checking and inserting so two web processes cannot both miss each other's row.
-    A pending request queues `perform_open` on commit.
+    ASSESSMENT is the policy's answer the caller already has (the status-change receiver asks it to decide
+    whether to open at all); without one the policy is evaluated here, under the booking's row lock. Either
+    way it is evaluated once per request, and again just before sending (ADR 0005, decision 2).
+    Identical requests for one booking inside OPEN_DEDUPE_SECONDS collapse into the first one (ADR 0005,
+    decision 4; ADR 0002, point 1): a double click, an announcement delivered twice, staff and the status
+    change at once. The booking row is locked while checking and inserting so two web processes cannot both
+    miss each other's row. A pending request queues `perform_open` on commit.
     """
     with transaction.atomic():
         # Lock only the booking row (no joins: PostgreSQL refuses FOR UPDATE on the nullable side of a join).
         Booking.objects.select_for_update().only("pk").get(pk=booking.pk)
-        fresh = Booking.objects.select_related("object__parent", "status").get(pk=booking.pk)
         now = timezone.now()
-        assessment = booking_open_assessment(booking=fresh, now=now)
+        if assessment is None:
+            fresh = Booking.objects.select_related("object__parent", "status").get(pk=booking.pk)
+            assessment = booking_open_assessment(booking=fresh, now=now)
         decision = assessment.decision
         lock = decision.lock
 
@@ -163,16 +161,9 @@ def open_request_create(*, booking: Booking, trigger: str, actor: Actor = None) 
     return OpenRequestResult(open_request, created=True)
 
 
-def open_request_enqueue(*, open_request_id: int, countdown: float | None = None, queue: str | None = None) -> None:
-    from integrations.tasks import perform_open
-
-    options: dict[str, Any] = {}
-    queue = queue or getattr(settings, "OPENING_TASK_QUEUE", None)
-    if queue:
-        options["queue"] = queue
-    if countdown:
-        options["countdown"] = countdown
-    perform_open.apply_async(args=(open_request_id,), **options)
+def open_request_enqueue(*, open_request_id: int) -> None:
+    """Queue the send of a pending request now (its queue comes from CELERY_TASK_ROUTES)."""
+    current_app.signature(PERFORM_OPEN_TASK, args=(open_request_id,)).apply_async()
 
 
 def _freshness() -> timedelta:
@@ -191,16 +182,13 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     now = timezone.now()
     fresh_since = now - _freshness()
     # A retry waits for its due time (Salto's Retry-After): a duplicate or early message must not jump it.
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=CLAIM_EARLY_SECONDS))
-    claimed = (
-        OpenRequest.objects.filter(pk=open_request_id, state=State.PENDING, created_at__gte=fresh_since)
-        .filter(due)
-        .update(state=State.SENDING, attempts=F("attempts") + 1, next_attempt_at=None)
+    claimed = OpenRequest.objects.claim(
+        open_request_id, fresh_since=fresh_since, due_before=now + timedelta(seconds=CLAIM_EARLY_SECONDS)
     )
     if not claimed:
-        expired = OpenRequest.objects.filter(
-            pk=open_request_id, state=State.PENDING, created_at__lt=fresh_since
-        ).update(state=State.EXPIRED, reason=_expire_reason(), outcome_code="expired", finished_at=now)
+        expired = OpenRequest.objects.expire_stale(
+            pk=open_request_id, created_before=fresh_since, reason=_expire_reason(), now=now
+        )
         if expired:
             logger.warning("Open request %s expired before it was sent", open_request_id)
             return PerformOutcome(State.EXPIRED)
@@ -212,7 +200,7 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     open_request = OpenRequest.objects.select_related("booking__object__parent", "booking__status").get(
         pk=open_request_id
     )
-    # Decision 2: the policy again, just before sending (status, window, activation may have changed).
+    # ADR 0005 decision 2: the policy again, just before sending (status, window, activation may have changed).
     assessment = booking_open_assessment(booking=open_request.booking)
     decision = assessment.decision
     integration = assessment.integration
@@ -244,9 +232,9 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     )
     started = time.monotonic()
     try:
-        with salto_client(integration, timeout=_send_timeout(open_request)) as client:
-            # The OTP is computed from the UTC time of this very call (salto-ks-api.md §7.2).
-            # Reference: PATCH /v1.1/sites/{site}/locks/{lock}/locking (salto-ks-api.md §7.1)
+        with client_for(integration, timeout=_send_timeout(open_request)) as client:
+            # The OTP is computed from the UTC time of this very call (docs/salto-ks.md §7.2).
+            # Reference: PATCH /v1.1/sites/{site}/locks/{lock}/locking (docs/salto-ks.md §7.1)
             client.open_lock(
                 integration.site_id,
                 lock.lock_id,
@@ -255,28 +243,13 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
                 at=timezone.now(),
                 not_after=_not_after(open_request),
             )
-    except DeadlinePassed:
-        # Getting a token (or re-authenticating) used up the freshness left: nothing reached Salto.
-        _finish(open_request, State.EXPIRED, reason=_expire_reason(), outcome_code="expired", started=started)
-        return PerformOutcome(State.EXPIRED)
     except SaltoTransientError as exc:
         return _after_transient(open_request, exc, started)
     except SaltoAuthError as exc:
-        if exc.reason == "identity_unreachable":
-            return _after_transient(open_request, exc, started)
         _finish_failed(open_request, exc, started, reason=f"Salto KS did not accept the account: {exc}")
         return PerformOutcome(State.FAILED)
-    except REACTIVATION_ERRORS as exc:
-        reason = f"{exc}. The integration needs re-activation: run GET PIN and Set PIN again."
-        _finish_failed(open_request, exc, started, reason=reason)
-        from integrations.services.health import integration_flag_reactivation
-
-        integration_flag_reactivation(integration=integration, reason=str(exc))
-        return PerformOutcome(State.FAILED)
-    except SaltoError as exc:
-        _finish_failed(open_request, exc, started, reason=_failure_reason(exc))
-        _remember_offline(integration, lock.lock_id, exc)
-        return PerformOutcome(State.FAILED)
+    except SaltoPermanentError as exc:
+        return _after_permanent(open_request, integration, lock.lock_id, exc, started)
     except Exception as exc:
         # A bug or an unexpected library error: record it on the row so staff are not left guessing.
         logger.exception("Open request %s failed unexpectedly", open_request.pk)
@@ -292,24 +265,30 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     return PerformOutcome(State.OPENED)
 
 
-def _remember_offline(integration: Integration, lock_id: str, exc: SaltoError) -> None:
-    """Salto said offline: mark the cached lock (or its IQ) so the next open is refused before sending.
-
-    No documented error code exists for this (salto-ks-api.md §7.1), so the message is read; the next
-    GET locks or beat refresh puts the real state back.
-    """
-    text = f"{exc.salto_message or ''} {exc.kind}".lower()
-    if "offline" not in text:
-        return
-    field = "iq_online" if "iq_offline" in text or "iq offline" in text else "online"
-    CachedLock.objects.filter(integration=integration, lock_id=lock_id).update(**{field: False})
-
-
-def _failure_reason(exc: SaltoError) -> str:
-    text = f"{exc.salto_message or ''} {exc.kind}".lower()
-    if "offline" in text:
-        return f"Salto KS reports the lock or its IQ is offline: {exc}"
-    return f"Salto KS refused to open the lock: {exc}"
+def _after_permanent(
+    open_request: OpenRequest, integration: Integration, lock_id: str, exc: SaltoPermanentError, started: float
+) -> PerformOutcome:
+    """Salto refused (or the command was not sent in time): final, never retried."""
+    if isinstance(exc, DeadlinePassed):
+        # Getting a token (or re-authenticating) used up the freshness left: nothing reached Salto.
+        _finish(open_request, State.EXPIRED, reason=_expire_reason(), outcome_code="expired", started=started)
+        return PerformOutcome(State.EXPIRED)
+    if isinstance(exc, ReactivationRequired):
+        # The stored secret/PIN cannot work; repeating it gets the account blocked for ~20 minutes
+        # (docs/salto-ks.md §0, §3.4), so ask for GET PIN / Set PIN again instead (ADR 0005, decision 6).
+        reason = f"{exc}. The integration needs re-activation: run GET PIN and Set PIN again."
+        _finish_failed(open_request, exc, started, reason=reason)
+        integration_flag_reactivation(integration=integration, reason=str(exc))
+        return PerformOutcome(State.FAILED)
+    if isinstance(exc, DeviceOffline):
+        _finish_failed(open_request, exc, started, reason=f"Salto KS reports the lock or its IQ is offline: {exc}")
+        # Remembered on the cached lock so the next open is refused before sending (ADR 0002, point 9); the
+        # next GET locks or beat refresh puts the real state back.
+        field = "iq_online" if isinstance(exc, IQOffline) else "online"
+        CachedLock.objects.filter(integration=integration, lock_id=lock_id).update(**{field: False})
+        return PerformOutcome(State.FAILED)
+    _finish_failed(open_request, exc, started, reason=f"Salto KS refused to open the lock: {exc}")
+    return PerformOutcome(State.FAILED)
 
 
 def _duration_ms(started: float | None) -> int | None:
@@ -325,11 +304,12 @@ def _finish(
     started: float | None = None,
     **fields: Any,
 ) -> bool:
-    updated = OpenRequest.objects.filter(pk=open_request.pk, state=State.SENDING).update(
-        state=state,
+    updated = OpenRequest.objects.finish(
+        open_request.pk,
+        state,
         reason=reason,
         outcome_code=outcome_code,
-        finished_at=timezone.now(),
+        now=timezone.now(),
         duration_ms=_duration_ms(started),
         **fields,
     )
@@ -357,8 +337,8 @@ def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def _after_transient(open_request: OpenRequest, exc: SaltoError, started: float) -> PerformOutcome:
-    retry_after = getattr(exc, "retry_after", None)
+def _after_transient(open_request: OpenRequest, exc: SaltoTransientError, started: float) -> PerformOutcome:
+    retry_after = exc.retry_after
     delay = backoff_seconds(open_request.attempts, retry_after=retry_after)
     deadline = open_request.created_at + _freshness() - timedelta(seconds=FRESHNESS_MARGIN_SECONDS)
     due = timezone.now() + timedelta(seconds=delay)
@@ -371,9 +351,9 @@ def _after_transient(open_request: OpenRequest, exc: SaltoError, started: float)
         return PerformOutcome(State.FAILED)
     # Back to pending, so the retry claims it again like any other worker would (and the sweeper can
     # re-queue it if the retry message is lost).
-    OpenRequest.objects.filter(pk=open_request.pk, state=State.SENDING).update(
-        state=State.PENDING,
-        next_attempt_at=due,
+    OpenRequest.objects.retry_later(
+        open_request.pk,
+        due=due,
         reason=f"Attempt {open_request.attempts} failed ({exc}); retrying in {delay:.1f} s.",
         outcome_code=exc.kind,
         duration_ms=_duration_ms(started),
@@ -412,7 +392,7 @@ def _finish_opened(open_request: OpenRequest, integration: Integration, started:
             )
             return
         booking = Booking.objects.get(pk=open_request.booking_id)
-        # Decision 5: the *last* open, timezone-aware; then check-in, marked as the integration's own
+        # ADR 0005 decision 5: the *last* open, timezone-aware; then check-in, marked as the integration's own
         # change so the receiver does not open again.
         if integration.last_open_field_id is not None:
             assert integration.last_open_field is not None
@@ -431,9 +411,7 @@ def open_requests_sweep() -> SweepResult:
     """Expire stale pending rows, re-queue pending rows whose message was lost, fail abandoned sends."""
     now = timezone.now()
     fresh_since = now - _freshness()
-    expired = OpenRequest.objects.filter(state=State.PENDING, created_at__lt=fresh_since).update(
-        state=State.EXPIRED, reason=_expire_reason(), outcome_code="expired", finished_at=now
-    )
+    expired = OpenRequest.objects.expire_stale(created_before=fresh_since, reason=_expire_reason(), now=now)
     overdue = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
     candidates = list(
         OpenRequest.objects.filter(state=State.PENDING, created_at__gte=fresh_since)
@@ -442,21 +420,13 @@ def open_requests_sweep() -> SweepResult:
     )
     requeued: list[int] = []
     for pk in candidates:
-        # Bump the due time first, so two sweepers do not both queue it (a duplicate would be harmless anyway).
-        if (
-            OpenRequest.objects.filter(pk=pk, state=State.PENDING)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=overdue))
-            .update(next_attempt_at=now)
-        ):
+        if OpenRequest.objects.mark_due(pk, overdue_before=overdue, now=now):
             open_request_enqueue(open_request_id=pk)
             requeued.append(pk)
-    abandoned = OpenRequest.objects.filter(
-        state=State.SENDING, created_at__lt=fresh_since - timedelta(seconds=SENDING_ABANDONED_SECONDS)
-    ).update(
-        state=State.FAILED,
-        outcome_code="abandoned",
-        finished_at=now,
+    abandoned = OpenRequest.objects.abandon_stale(
+        created_before=fresh_since - timedelta(seconds=SENDING_ABANDONED_SECONDS),
         reason="The worker stopped while sending; whether the door opened is unknown. Check the lock's entries.",
+        now=now,
     )
     if expired or requeued or abandoned:
         logger.warning("Open sweep: %s expired, %s re-queued, %s abandoned", expired, len(requeued), abandoned)

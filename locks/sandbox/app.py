@@ -1,7 +1,7 @@
 """The sandbox's HTTP surface: identity server, Connect API (v1.1 and v1.2) and the /_sandbox/ control surface.
 
-Behaviour follows docs (shared) salto-ks-api.md; where the real API is unknown the choice is ours and listed in
-docs/salto-ks.md ("The sandbox").
+Behaviour follows what docs/salto-ks.md (§1-§8) knows of the real API; where the real API is unknown the choice
+is ours and listed in docs/salto-ks.md ("The sandbox").
 """
 
 from __future__ import annotations

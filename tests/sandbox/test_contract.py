@@ -140,14 +140,6 @@ def test_open_before_activation_is_pin_not_changed(client: SaltoClient) -> None:
         client.open_lock(demo.DEMO_SITE_ID, demo.LOCK_FRONT_DOOR_ID, secret="A" * 16, pin="1234")
 
 
-def test_pin_sent_by_email(client: SaltoClient, salto_sandbox: RunningSandbox) -> None:
-    result = client.request_iq_pin(demo.DEMO_SITE_ID, demo.DEMO_IQ_ID, send_email=True)
-
-    assert result.pin is None
-    assert result.sent_by == "email"
-    assert salto_sandbox.state.summary()["outbox"][0]["pin"] == demo.DEMO_INITIAL_PIN
-
-
 def test_pin_changed_outside_makes_the_stored_pin_fail(client: SaltoClient, control: httpx2.Client) -> None:
     secret, pin = activate(client)
     control.post(f"/iqs/{demo.DEMO_IQ_ID}/pin", json={"pin": "4321"})
@@ -160,22 +152,21 @@ def test_pin_changed_outside_makes_the_stored_pin_fail(client: SaltoClient, cont
 def test_an_offline_lock_is_a_permanent_error(client: SaltoClient) -> None:
     secret, pin = activate(client)
 
-    with pytest.raises(errors.SaltoPermanentError) as caught:
+    with pytest.raises(errors.LockOffline) as caught:
         client.open_lock(demo.DEMO_SITE_ID, demo.LOCK_STORAGE_ID, secret=secret, pin=pin)
 
+    assert isinstance(caught.value, errors.SaltoPermanentError)
     assert caught.value.http_status == 409
     assert caught.value.error_code == "3102"
     assert not isinstance(caught.value, errors.OtpInvalid | errors.OtpBlocked)
 
 
-def test_get_one_lock_and_one_iq(client: SaltoClient) -> None:
-    lock = client.get_lock(demo.DEMO_SITE_ID, demo.LOCK_STORAGE_ID)
+def test_get_one_iq(client: SaltoClient) -> None:
     iq = client.get_iq(demo.DEMO_SITE_ID, demo.DEMO_IQ_ID)
 
-    assert (lock.customer_reference, lock.online) == ("Storage", False)
     assert (iq.customer_reference, iq.otp_enabled) == (demo.DEMO_IQ_NAME, True)
-    with pytest.raises(errors.LockNotFound):
-        client.get_lock(demo.DEMO_SITE_ID, "00000000-0000-4000-8000-000000000000")
+    with pytest.raises(errors.IQNotFound):
+        client.get_iq(demo.DEMO_SITE_ID, "00000000-0000-4000-8000-000000000000")
 
 
 def test_an_unknown_site_uid_is_site_not_found(client: SaltoClient) -> None:

@@ -19,8 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.demo import DEMO_ACCOUNTS, seed_demo_data
-from integrations.services.console import demo_integration_prefill
+from integrations.demo import DEMO_ACCOUNTS, demo_integration_prefill, seed_demo_data
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 # The sandbox keeps the IQ activation here, so a restarted demo still opens doors with the stored PIN.

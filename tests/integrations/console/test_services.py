@@ -10,17 +10,10 @@ import respx
 import time_machine
 
 from integrations.models import CachedLock, Integration, LockMapping
-from integrations.services.console import (
-    access_test,
-    activation_missing_steps,
-    integration_activate,
-    integration_config_save,
-    integration_deactivate,
-    iq_pin_get,
-    iq_pin_set,
-    locks_refresh,
-    site_resolve_id,
-)
+from integrations.demo import demo_integration_prefill
+from integrations.selectors import activation_missing_steps
+from integrations.services.console import access_test, iq_pin_get, iq_pin_set, locks_refresh, site_resolve_id
+from integrations.services.lifecycle import integration_activate, integration_config_save, integration_deactivate
 from locks.otp import compute_otp, pin_delta
 from tests.integrations.console.conftest import (
     ACCESS_TOKEN,
@@ -266,25 +259,17 @@ def test_get_pin_when_the_account_was_already_activated(salto: respx.Router, res
     assert resolved.iq_secret == ""
 
 
-@pytest.mark.parametrize(
-    ("send_email", "where"),
-    [
-        (False, f"by SMS to the phone number of account {USERNAME}"),
-        (True, f"by e-mail to the address of account {USERNAME}"),
-    ],
-)
-def test_get_pin_204_says_where_salto_sent_the_pin(
-    salto: respx.Router, resolved: Integration, send_email: bool, where: str
-) -> None:
+def test_get_pin_204_says_where_salto_sent_the_pin(salto: respx.Router, resolved: Integration) -> None:
     resolved.iq_secret = SECRET
     resolved.save()
-    salto.get(IQ_URL + "/pin").respond(204)
-    outcome = iq_pin_get(integration=resolved, send_email=send_email)
+    route = salto.get(IQ_URL + "/pin").respond(204)
+    outcome = iq_pin_get(integration=resolved)
+    assert "send_email" not in route.calls.last.request.url.params
     assert outcome.ok
     assert outcome.level == "warning"
     assert outcome.message == (
-        f"GET PIN: Salto KS sent the current PIN {where}. Type it into current pin, enter the desired 4-digit "
-        "PIN in new pin and click Set PIN."
+        f"GET PIN: Salto KS sent the current PIN by SMS to the phone number of account {USERNAME}. Type it into "
+        "current pin, enter the desired 4-digit PIN in new pin and click Set PIN."
     )
     resolved.refresh_from_db()
     assert resolved.current_pin == ""
@@ -572,8 +557,10 @@ def test_changing_the_identity_resets_what_belonged_to_it(
     integration.refresh_from_db()
     # when
     setattr(integration, field, value)
-    outcomes = integration_config_save(integration=integration, changed_fields=[field])
+    result = integration_config_save(integration=integration, changed_fields=[field])
+    outcomes = result.outcomes
     # then
+    assert result.identity_reset is True
     assert len(outcomes) == 1
     assert outcomes[0].level == "warning"
     assert outcomes[0].message.startswith(f"{label} changed, so the Site ID, access test, IQ activation")
@@ -592,8 +579,9 @@ def test_changing_the_identity_resets_what_belonged_to_it(
 def test_changing_the_password_only_resets_the_access_test(integration: Integration) -> None:
     make_ready(integration)
     integration.password = "a-new-password"
-    outcomes = integration_config_save(integration=integration, changed_fields=[], secrets_changed=["password"])
-    assert [o.message for o in outcomes] == ["Password changed: click Test / request access to check it."]
+    result = integration_config_save(integration=integration, changed_fields=[], secrets_changed=["password"])
+    assert [o.message for o in result.outcomes] == ["Password changed: click Test / request access to check it."]
+    assert result.identity_reset is False
     integration.refresh_from_db()
     assert integration.password == "a-new-password"
     assert integration.access_test_ok is None
@@ -605,8 +593,9 @@ def test_changing_the_password_only_resets_the_access_test(integration: Integrat
 def test_changing_the_iq_resets_the_activation(integration: Integration) -> None:
     make_ready(integration)
     integration.iq_id = OTHER_IQ_ID
-    outcomes = integration_config_save(integration=integration, changed_fields=["iq_id"])
-    assert outcomes[0].message.startswith("IQ id changed: the IQ secret, current pin and IQ activation")
+    result = integration_config_save(integration=integration, changed_fields=["iq_id"])
+    assert result.outcomes[0].message.startswith("IQ id changed: the IQ secret, current pin and IQ activation")
+    assert result.identity_reset is False
     integration.refresh_from_db()
     assert integration.activation_state == Integration.ActivationState.NOT_ACTIVATED
     assert integration.iq_secret == ""
@@ -616,7 +605,8 @@ def test_changing_the_iq_resets_the_activation(integration: Integration) -> None
 def test_saving_other_fields_resets_nothing(integration: Integration) -> None:
     make_ready(integration)
     integration.minutes_before = 30
-    assert integration_config_save(integration=integration, changed_fields=["minutes_before"]) == []
+    result = integration_config_save(integration=integration, changed_fields=["minutes_before"])
+    assert (result.outcomes, result.identity_reset) == ([], False)
     integration.refresh_from_db()
     assert integration.is_activated
     assert integration.site_id == SITE_ID
@@ -630,7 +620,6 @@ def test_password_is_the_accounts_only_secret_sent(salto: respx.Router, integrat
 
 
 def test_the_demo_prefill_is_an_acceptance_integration_not_yet_resolved() -> None:
-    from integrations.services.console import demo_integration_prefill
     from locks.sandbox.demo import DEMO_PASSWORD, DEMO_SITE_UID
 
     integration = demo_integration_prefill()

@@ -231,7 +231,7 @@ def test_a_stale_rejection_does_not_undo_a_fresh_set_pin(world: World) -> None:
     # given a worker holding the integration as it was when its open was rejected ...
     from datetime import timedelta
 
-    from integrations.services.health import integration_flag_reactivation
+    from integrations.services.lifecycle import integration_flag_reactivation
 
     stale = Integration.objects.get(pk=world.integration.pk)
     # ... while the operator ran GET PIN / Set PIN successfully
@@ -243,7 +243,7 @@ def test_a_stale_rejection_does_not_undo_a_fresh_set_pin(world: World) -> None:
 
 
 def test_a_rejection_of_the_current_pin_flags_the_integration(world: World) -> None:
-    from integrations.services.health import integration_flag_reactivation
+    from integrations.services.lifecycle import integration_flag_reactivation
 
     integration_flag_reactivation(integration=world.integration, reason="OTP rejected")
     fresh = Integration.objects.get(pk=world.integration.pk)

@@ -27,7 +27,8 @@ def integration(**changes: object) -> IntegrationFacts:
     values: dict[str, object] = {
         "name": "Salto KS",
         "is_active": True,
-        "activation_state": "activated",
+        "is_activated": True,
+        "needs_reactivation": False,
         "reactivation_reason": "",
         "open_status_ids": frozenset({PAID}),
         "minutes_before": 15,
@@ -153,9 +154,9 @@ def test_it_describes_the_rule_for_people() -> None:
     ("changes", "refusal", "fragment"),
     [
         ({"is_active": False}, Refusal.INTEGRATION_INACTIVE, "not active"),
-        ({"activation_state": "not_activated"}, Refusal.NOT_ACTIVATED, "not activated"),
+        ({"is_activated": False}, Refusal.NOT_ACTIVATED, "not activated"),
         (
-            {"activation_state": "needs_reactivation", "reactivation_reason": "OTP rejected"},
+            {"is_activated": False, "needs_reactivation": True, "reactivation_reason": "OTP rejected"},
             Refusal.NEEDS_REACTIVATION,
             "needs re-activation: run GET PIN and Set PIN again (OTP rejected)",
         ),

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from integrations.models import Integration, LockMapping
-from integrations.selectors import booking_open_assessment, integration_for_booking
-from integrations.services.console import activation_missing_steps
+from integrations.selectors import activation_missing_steps, booking_open_assessment, integration_for_booking
 from tests.integrations.opening.builders import World, make_booking, make_world
 
 pytestmark = pytest.mark.django_db
