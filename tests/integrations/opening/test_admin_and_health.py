@@ -71,7 +71,7 @@ def test_the_open_button_shows_a_refusal(world: World, desk: Client) -> None:
     booking = make_booking(world, status=world.new)
     response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
     text = " ".join(str(m) for m in response.context["messages"])
-    assert "not opened: status '10 Option' does not allow opening." in text or "does not allow opening" in text
+    assert f"Booking #{booking.pk} (Guest): not opened: status '10 Option' does not allow opening." in text
 
 
 def test_an_open_on_a_booking_id_that_is_not_a_number_is_404_not_500(world: World, desk: Client) -> None:
