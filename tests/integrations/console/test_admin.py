@@ -12,16 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from integrations.models import CachedLock, Integration, LockMapping
-from tests.integrations.console.conftest import (
-    IQ_URL,
-    PIN,
-    SECRET,
-    SITE_ID,
-    SITE_UID,
-    SITES,
-    make_ready,
-    salto_error,
-)
+from tests.fake_salto import IQ_URL, PIN, SECRET, SITE_ID, SITE_UID, SITES, salto_error
+from tests.integrations.console.conftest import make_ready
 
 pytestmark = pytest.mark.django_db
 
