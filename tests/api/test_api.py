@@ -15,14 +15,8 @@ from rest_framework.test import APIClient
 
 from bookings.models import Booking, BookingStatusChange
 from integrations.models import Integration, OpenRequest
-from tests.integrations.opening.builders import (
-    FRONT_DOOR,
-    World,
-    make_booking,
-    make_user,
-    make_world,
-    salto_that_opens_the_front_door,
-)
+from tests.fake_salto import FRONT_DOOR, salto_that_opens_the_front_door
+from tests.integrations.opening.builders import World, make_booking, make_user, make_world
 
 pytestmark = pytest.mark.django_db
 
