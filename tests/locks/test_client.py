@@ -12,14 +12,20 @@ from locks import errors
 from locks.client import SaltoClient
 from locks.environments import Environment, endpoints_for
 from locks.otp import compute_otp
-from tests.locks.conftest import (
+from tests.fake_salto import (
     API,
     CLIENT_SECRET,
+    IDENTITY,
     IQ_ID,
     LOCK_ID,
+    LOCKS_URL,
     PASSWORD,
+    PROD_API,
+    PROD_IDENTITY,
     SECRET,
     SITE_ID,
+    SITE_UID,
+    SITES,
     TOKEN_URL,
     USERNAME,
     assert_api_request,
@@ -28,9 +34,7 @@ from tests.locks.conftest import (
 )
 
 AT = datetime(2026, 8, 25, 7, 25, 0, tzinfo=UTC)
-SITES = API + "/v1.1/sites"
 CF, PD, PNC = errors.CommandForbidden, errors.AccountLacksPermission, errors.PinNotChanged
-LOCKS = f"{API}/v1.1/sites/{SITE_ID}/locks"
 IQS = f"{API}/v1.1/sites/{SITE_ID}/iqs"
 
 
@@ -56,8 +60,8 @@ def test_it_reads_the_endpoints_from_settings_at_call_time(settings: object) -> 
     acceptance = endpoints_for(Environment.ACCEPTANCE)
     production = endpoints_for("production")
     # then
-    assert (acceptance.identity_url, acceptance.api_url) == ("https://identity.test", API)
-    assert (production.identity_url, production.api_url) == ("https://identity.prod.test", "https://api.prod.test")
+    assert (acceptance.identity_url, acceptance.api_url) == (IDENTITY, API)
+    assert (production.identity_url, production.api_url) == (PROD_IDENTITY, PROD_API)
 
 
 # --- Authentication errors ----------------------------------------------------------------------
@@ -123,7 +127,7 @@ def test_it_lists_sites_from_a_bare_array(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given
-    route = httpx2_mock.get(SITES).respond(200, json=[site("NL6254340082")])
+    route = httpx2_mock.get(SITES).respond(200, json=[site(SITE_UID)])
     # when
     sites = client.list_sites()
     # then
@@ -135,13 +139,13 @@ def test_it_resolves_a_site_with_the_filter(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given
-    route = httpx2_mock.get(SITES).respond(200, json={"items": [site("NL6254340082")], "next_page_link": None})
+    route = httpx2_mock.get(SITES).respond(200, json={"items": [site(SITE_UID)], "next_page_link": None})
     # when
-    resolved = client.resolve_site("  nl6254340082 ")
+    resolved = client.resolve_site("  " + SITE_UID.lower() + " ")
     # then
     request = route.calls.last.request
     assert_api_request(request, "GET", "/v1.1/sites")
-    assert request.url.params["$filter"] == "site_uid eq 'nl6254340082'"
+    assert request.url.params["$filter"] == f"site_uid eq '{SITE_UID.lower()}'"
     assert route.call_count == 1
     assert resolved.id == SITE_ID
 
@@ -153,10 +157,10 @@ def test_it_falls_back_to_scanning_all_sites(
     route = httpx2_mock.get(SITES)
     route.side_effect = [
         httpx.Response(400, json={"ErrorCode": "1102", "Message": "Invalid OData"}),
-        httpx.Response(200, json={"items": [site("DE4520168385", "other"), site("NL6254340082")]}),
+        httpx.Response(200, json={"items": [site("DE4520168385", "other"), site(SITE_UID)]}),
     ]
     # when
-    resolved = client.resolve_site("NL6254340082")
+    resolved = client.resolve_site(SITE_UID)
     # then
     assert "$filter" in route.calls[0].request.url.params
     assert "$filter" not in route.calls[1].request.url.params
@@ -168,17 +172,17 @@ def test_it_raises_site_not_found(client: SaltoClient, token_route: respx.Route,
     route = httpx2_mock.get(SITES).respond(200, json={"items": [site("DE4520168385", "other")]})
     # when
     with pytest.raises(errors.SiteNotFound):
-        client.resolve_site("NL6254340082")
+        client.resolve_site(SITE_UID)
     # then
     assert route.call_count == 2
 
 
 def test_it_raises_site_ambiguous(client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router) -> None:
     # given
-    httpx2_mock.get(SITES).respond(200, json={"items": [site("NL6254340082", "a"), site("nl6254340082 ", "b")]})
+    httpx2_mock.get(SITES).respond(200, json={"items": [site(SITE_UID, "a"), site(SITE_UID.lower() + " ", "b")]})
     # when / then
     with pytest.raises(errors.SiteAmbiguous):
-        client.resolve_site("NL6254340082")
+        client.resolve_site(SITE_UID)
 
 
 @pytest.mark.parametrize("uid", ["NL' or 1 eq 1 or site_uid eq '", "", "  ", "NL/../x", 'NL"1'])
@@ -381,14 +385,14 @@ def test_it_follows_next_page_link_to_the_end(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given: page 2 link is http (upgraded, base is https), page 3 has no link
-    third = httpx2_mock.get(LOCKS, params={"$skip": "4"}).respond(
+    third = httpx2_mock.get(LOCKS_URL, params={"$skip": "4"}).respond(
         200, json={"items": [lock(5, online=False)], "next_page_link": None}
     )
-    second = httpx2_mock.get(LOCKS, params={"$skip": "2"}).respond(
-        200, json={"items": [lock(3), lock(4)], "next_page_link": f"{LOCKS}?$skip=4"}
+    second = httpx2_mock.get(LOCKS_URL, params={"$skip": "2"}).respond(
+        200, json={"items": [lock(3), lock(4)], "next_page_link": f"{LOCKS_URL}?$skip=4"}
     )
-    first = httpx2_mock.get(LOCKS).respond(
-        200, json={"items": [lock(1), lock(2)], "next_page_link": f"http://api.test/v1.1/sites/{SITE_ID}/locks?$skip=2"}
+    first = httpx2_mock.get(LOCKS_URL).respond(
+        200, json={"items": [lock(1), lock(2)], "next_page_link": LOCKS_URL.replace("https://", "http://") + "?$skip=2"}
     )
     # when
     locks = client.list_locks(SITE_ID)
@@ -405,7 +409,7 @@ def test_it_stops_when_a_next_page_link_repeats(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given
-    httpx2_mock.get(LOCKS).respond(200, json={"items": [lock(1)], "next_page_link": f"{LOCKS}?page=2"})
+    httpx2_mock.get(LOCKS_URL).respond(200, json={"items": [lock(1)], "next_page_link": f"{LOCKS_URL}?page=2"})
     # when / then
     with pytest.raises(errors.UnexpectedResponse, match="repeats"):
         client.list_locks(SITE_ID)
@@ -415,7 +419,7 @@ def test_it_refuses_a_next_page_link_to_another_host(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given
-    httpx2_mock.get(LOCKS).respond(200, json={"items": [lock(1)], "next_page_link": "https://evil.test/steal"})
+    httpx2_mock.get(LOCKS_URL).respond(200, json={"items": [lock(1)], "next_page_link": "https://evil.test/steal"})
     # when / then
     with pytest.raises(errors.UnexpectedResponse, match="another host"):
         client.list_locks(SITE_ID)
@@ -424,7 +428,7 @@ def test_it_refuses_a_next_page_link_to_another_host(
 @pytest.mark.parametrize("status", [200, 202, 204])
 def test_it_opens_a_lock(client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router, status: int) -> None:
     # given
-    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(status)
+    route = httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").respond(status)
     # when
     client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", at=AT)
     # then
@@ -467,7 +471,7 @@ def test_it_names_the_open_failures(
     expected: type[errors.SaltoError],
 ) -> None:
     # given
-    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(status, json=payload)
+    route = httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").respond(status, json=payload)
     # when
     with pytest.raises(expected) as info:
         client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", at=AT)
@@ -484,7 +488,9 @@ def test_it_carries_status_code_and_message_for_unknown_4xx(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
     # given
-    httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(409, json={"ErrorCode": "9999", "Message": "Something new"})
+    httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").respond(
+        409, json={"ErrorCode": "9999", "Message": "Something new"}
+    )
     # when
     with pytest.raises(errors.SaltoPermanentError) as info:
         client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", at=AT)
@@ -515,7 +521,7 @@ def test_it_classifies_5xx_and_429_as_transient(
     kind: str,
 ) -> None:
     # given
-    httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(status, text=text, headers=headers)
+    httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").respond(status, text=text, headers=headers)
     # when
     with pytest.raises(errors.SaltoTransientError) as info:
         client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", at=AT)
@@ -548,7 +554,7 @@ def test_it_classifies_network_errors_as_transient(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router, exc: Exception, kind: str
 ) -> None:
     # given
-    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").mock(side_effect=exc)
+    route = httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").mock(side_effect=exc)
     # when
     with pytest.raises(errors.SaltoTransientError) as info:
         client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", at=AT)
@@ -611,7 +617,7 @@ def test_it_sends_explicit_client_credentials(httpx2_mock: respx.Router) -> None
     ) as c:
         c.fetch_token()
     # then
-    from tests.locks.conftest import basic_auth
+    from tests.fake_salto import basic_auth
 
     assert route.calls.last.request.headers["authorization"] == basic_auth("cid", "cs")
 
@@ -635,7 +641,7 @@ def test_it_does_not_send_an_open_after_its_deadline(
 def test_an_open_may_take_no_longer_than_its_deadline(
     client: SaltoClient, token_route: respx.Route, httpx2_mock: respx.Router
 ) -> None:
-    route = httpx2_mock.patch(f"{LOCKS}/{LOCK_ID}/locking").respond(200)
+    route = httpx2_mock.patch(f"{LOCKS_URL}/{LOCK_ID}/locking").respond(200)
     client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", not_after=datetime.now(UTC) + timedelta(seconds=2))
     timeouts = route.calls.last.request.extensions["timeout"]
     assert all(0 < t <= 2 for t in timeouts.values()), timeouts  # not the client's 5 s

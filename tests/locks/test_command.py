@@ -8,10 +8,21 @@ import pytest_httpx2  # noqa: F401  (registers the httpcore2 mocker with respx)
 import respx
 from django.core.management import CommandError, call_command
 
-from tests.locks.conftest import API, IQ_ID, PASSWORD, SITE_ID, TOKEN_URL, USERNAME, assert_token_request, token_body
+from tests.fake_salto import (
+    API,
+    IQ_ID,
+    LOCKS_URL,
+    PASSWORD,
+    SITE_ID,
+    SITE_UID,
+    SITES,
+    TOKEN_URL,
+    USERNAME,
+    assert_token_request,
+    token_body,
+)
 
-ARGS = ["--environment", "acceptance", "--site-uid", "NL6254340082", "--username", USERNAME]
-LOCKS = f"{API}/v1.1/sites/{SITE_ID}/locks"
+ARGS = ["--environment", "acceptance", "--site-uid", SITE_UID, "--username", USERNAME]
 
 
 def _lock(n: int, online: bool = True) -> dict[str, object]:
@@ -33,17 +44,17 @@ def salto(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.Router]:
 
 
 def _mock_site(httpx2_mock: respx.Router) -> None:
-    httpx2_mock.get(API + "/v1.1/sites").respond(
-        200, json={"items": [{"id": SITE_ID, "site_uid": "NL6254340082", "customer_reference": "Example"}]}
+    httpx2_mock.get(SITES).respond(
+        200, json={"items": [{"id": SITE_ID, "site_uid": SITE_UID, "customer_reference": "Example"}]}
     )
     httpx2_mock.get(f"{API}/v1.1/sites/{SITE_ID}/iqs").respond(
         200, json={"items": [{"id": IQ_ID, "customer_reference": "IQ 01", "online": True, "otp_enabled": True}]}
     )
-    httpx2_mock.get(LOCKS, params={"$skip": "3"}).respond(
+    httpx2_mock.get(LOCKS_URL, params={"$skip": "3"}).respond(
         200, json={"items": [_lock(4), _lock(5, online=False)], "next_page_link": None}
     )
-    httpx2_mock.get(LOCKS).respond(
-        200, json={"items": [_lock(1), _lock(2), _lock(3)], "next_page_link": f"{LOCKS}?$skip=3"}
+    httpx2_mock.get(LOCKS_URL).respond(
+        200, json={"items": [_lock(1), _lock(2), _lock(3)], "next_page_link": f"{LOCKS_URL}?$skip=3"}
     )
 
 

@@ -9,21 +9,23 @@ import respx
 from locks import errors
 from locks.client import SaltoClient
 from locks.otp import compute_otp
-from tests.locks.conftest import (
+from tests.fake_salto import (
     ACCESS_TOKEN,
     API,
     CLIENT_SECRET,
     IQ_ID,
     LOCK_ID,
     PASSWORD,
+    PIN,
     SECRET,
     SITE_ID,
+    SITE_UID,
+    SITES,
     TOKEN_URL,
     USERNAME,
     token_body,
 )
 
-PIN = "4711"
 NEW_PIN = "8152"
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -35,7 +37,7 @@ def test_it_leaks_no_secret_into_logs_errors_or_reprs(
     caplog.set_level(logging.DEBUG)
     otp = compute_otp(secret=SECRET, pin=PIN, at=AT)
     httpx2_mock.post(TOKEN_URL).respond(200, json=token_body())
-    httpx2_mock.get(API + "/v1.1/sites").respond(200, json={"items": [{"id": SITE_ID, "site_uid": "NL6254340082"}]})
+    httpx2_mock.get(SITES).respond(200, json={"items": [{"id": SITE_ID, "site_uid": SITE_UID}]})
     base = f"{API}/v1.1/sites/{SITE_ID}"
     httpx2_mock.get(f"{base}/iqs/{IQ_ID}/secret").respond(200, json={"secret": SECRET})
     httpx2_mock.get(f"{base}/iqs/{IQ_ID}/pin").respond(200, json={"pin": PIN})
@@ -52,7 +54,7 @@ def test_it_leaks_no_secret_into_logs_errors_or_reprs(
         seen.append(repr(client))
         token = client.fetch_token()
         seen += [repr(token), str(token), repr(client.tokens)]
-        site = client.resolve_site("NL6254340082")
+        site = client.resolve_site(SITE_UID)
         secret = client.get_iq_secret(site.id, IQ_ID)
         pin_result = client.request_iq_pin(site.id, IQ_ID)
         seen += [repr(pin_result), str(pin_result)]

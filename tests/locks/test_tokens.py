@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from locks.client import SaltoClient
 from locks.errors import SaltoAuthError
-from tests.locks.conftest import (
+from tests.fake_salto import (
     ACCESS_TOKEN,
     API,
     PASSWORD,

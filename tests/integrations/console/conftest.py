@@ -1,4 +1,4 @@
-"""Fixtures for the console tests: fake Salto hosts mocked at the transport (respx), integrations, users."""
+"""Fixtures for the console tests: the fake Salto KS (tests.fake_salto) mocked at the transport, integrations, users."""
 
 from __future__ import annotations
 
@@ -12,57 +12,13 @@ from django.contrib.auth.models import Group, User
 
 from bookings.models import BookableObject, BookingField, BookingStatus
 from integrations.models import CachedLock, Integration, LockMapping
-
-IDENTITY = "https://identity.test"
-API = "https://api.test"
-TOKEN_URL = IDENTITY + "/connect/token"
-PROD_TOKEN_URL = "https://identity.prod.test/connect/token"
-SITE_UID = "NL6254340082"
-SITE_ID = "00000000-0000-0000-0000-00000000517e"
-IQ_ID = "00000000-0000-0000-0000-0000000001c0"
-OTHER_IQ_ID = "00000000-0000-0000-0000-0000000002c0"
-USERNAME = "doors@example.com"
-PASSWORD = "pa55-Word-never-shown"
-SECRET = "ABCDEFGHIJKLMNOP"
-PIN = "4821"
-ACCESS_TOKEN = "eyJ.access-token-never-shown"
-SITES = API + "/v1.1/sites"
-IQ_URL = f"{API}/v1.1/sites/{SITE_ID}/iqs/{IQ_ID}"
-LOCKS_URL = f"{API}/v1.1/sites/{SITE_ID}/locks"
-
-
-def token_body(expires_in: int = 3600) -> dict[str, Any]:
-    return {
-        "access_token": ACCESS_TOKEN,
-        "expires_in": expires_in,
-        "token_type": "Bearer",
-        "scope": "user_api.full_access",
-    }
-
-
-def salto_error(code: str, message: str) -> dict[str, str]:
-    return {"ErrorCode": code, "Message": message}
-
-
-def lock_json(n: int, *, name: str | None = None, online: bool = True, iq: str = IQ_ID) -> dict[str, Any]:
-    return {
-        "id": f"lock-{n}",
-        "customer_reference": name or f"Room {n}",
-        "online": online,
-        "locked_state": "locked",
-        "iq": {"id": iq, "customer_reference": "IQ HQ" if iq == IQ_ID else "IQ Garage", "is_online": True},
-    }
+from tests import fake_salto
+from tests.fake_salto import IQ_ID, PASSWORD, PIN, SECRET, SITE_ID, SITE_UID, USERNAME, use_fake_salto
 
 
 @pytest.fixture(autouse=True)
 def salto_hosts(settings: Any) -> None:
-    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
-    settings.SALTO_KS_ACCEPTANCE_API_URL = API
-    settings.SALTO_KS_PRODUCTION_IDENTITY_URL = "https://identity.prod.test"
-    settings.SALTO_KS_PRODUCTION_API_URL = "https://api.prod.test"
-    settings.SALTO_KS_CLIENT_ID = "test-client"
-    settings.SALTO_KS_CLIENT_SECRET = "test-client-secret"
-    settings.TIME_ZONE = "Europe/Amsterdam"
+    use_fake_salto(settings, time_zone="Europe/Amsterdam")
 
 
 @pytest.fixture
@@ -76,7 +32,7 @@ def httpx2_mock() -> Iterator[respx.Router]:
 @pytest.fixture
 def salto(httpx2_mock: respx.Router) -> respx.Router:
     """The mocked Salto KS with a working token endpoint; tests add the API routes they need."""
-    httpx2_mock.post(TOKEN_URL, name="token").respond(200, json=token_body())
+    fake_salto.token_route(httpx2_mock)
     return httpx2_mock
 
 

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from integrations.forms import MINUTES_ERROR, PIN_ERROR, IntegrationForm, LockMappingForm, LockMappingFormSet
 from integrations.models import CachedLock, Integration, LockMapping
-from tests.integrations.console.conftest import OTHER_IQ_ID, PASSWORD, PIN, make_ready
+from tests.fake_salto import OTHER_IQ_ID, PASSWORD, PIN
+from tests.integrations.console.conftest import make_ready
 from tests.integrations.console.test_admin import form_data
 
 pytestmark = pytest.mark.django_db

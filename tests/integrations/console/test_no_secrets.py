@@ -12,7 +12,8 @@ from rest_framework.authtoken.models import Token
 
 from bookings.models import Booking
 from integrations.models import Integration, LockMapping, OpenRequest
-from tests.integrations.console.conftest import PASSWORD, PIN, SECRET, make_ready
+from tests.fake_salto import IQ_ID, PASSWORD, PIN, SECRET, SITE_UID, USERNAME
+from tests.integrations.console.conftest import make_ready
 from tests.integrations.console.test_admin import change_url, form_data
 
 pytestmark = pytest.mark.django_db
@@ -32,10 +33,10 @@ def busy_integration(superuser: User, objects: dict, statuses: dict) -> Integrat
         Integration.objects.create(
             name="Salto KS acceptance",
             environment="acceptance",
-            site_uid="NL6254340082",
-            username="doors@example.com",
+            site_uid=SITE_UID,
+            username=USERNAME,
             password=PASSWORD,
-            iq_id="00000000-0000-0000-0000-0000000001c0",
+            iq_id=IQ_ID,
         )
     )
     client = Client()

@@ -12,7 +12,8 @@ from django.db import connection
 
 from integrations.encryption import _fernet_for
 from integrations.models import Integration
-from tests.integrations.console.conftest import PASSWORD, PIN, SECRET, make_integration
+from tests.fake_salto import PASSWORD, PIN, SECRET
+from tests.integrations.console.conftest import make_integration
 
 pytestmark = pytest.mark.django_db
 

@@ -9,13 +9,13 @@ import pytest
 import respx
 import time_machine
 
-from integrations.models import CachedLock, Integration, LockMapping
 from integrations.demo import demo_integration_prefill
+from integrations.models import CachedLock, Integration, LockMapping
 from integrations.selectors import activation_missing_steps
 from integrations.services.console import access_test, iq_pin_get, iq_pin_set, locks_refresh, site_resolve_id
 from integrations.services.lifecycle import integration_activate, integration_config_save, integration_deactivate
 from locks.otp import compute_otp, pin_delta
-from tests.integrations.console.conftest import (
+from tests.fake_salto import (
     ACCESS_TOKEN,
     IQ_ID,
     IQ_URL,
@@ -31,10 +31,9 @@ from tests.integrations.console.conftest import (
     TOKEN_URL,
     USERNAME,
     lock_json,
-    make_integration,
-    make_ready,
     salto_error,
 )
+from tests.integrations.console.conftest import make_integration, make_ready
 
 pytestmark = pytest.mark.django_db
 
@@ -615,7 +614,7 @@ def test_saving_other_fields_resets_nothing(integration: Integration) -> None:
 def test_password_is_the_accounts_only_secret_sent(salto: respx.Router, integration: Integration) -> None:
     access_test(integration=integration)
     body = salto["token"].calls.last.request.content.decode()
-    assert "password=pa55-Word-never-shown" in body
+    assert f"password={PASSWORD}" in body
     assert integration.password == PASSWORD
 
 

@@ -8,24 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import respx
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from bookings.models import BookableObject, Booking, BookingField, BookingStatus
 from integrations.models import CachedLock, Integration, LockMapping
 from ireserve_salto.celery import app
-
-IDENTITY = "https://identity.test"
-API = "https://api.test"
-SITE_ID = "8d2f4c1a-6e3b-4a57-9b0d-1c5e7f2a3b64"
-IQ_ID = "1c0a7e52-9d34-4b8f-a6e1-3f2b5c8d0e71"
-FRONT_DOOR = "a1000000-0000-0000-0000-000000000001"
-STUDIO_2_DOOR = "a1000000-0000-0000-0000-000000000003"
-SECRET = "ABCDEFGHIJKLMNOP"
-PIN = "1234"
-USERNAME = "doors@example.com"
-PASSWORD = "pa55-word-never-shown"
+from tests.fake_salto import FRONT_DOOR, IQ_ID, PASSWORD, PIN, SECRET, SITE_ID, SITE_UID, USERNAME
 
 
 @dataclass
@@ -60,7 +49,7 @@ def make_world(**integration_fields: Any) -> World:
     values: dict[str, Any] = {
         "name": "Salto KS acceptance",
         "environment": "acceptance",
-        "site_uid": "NL6254340082",
+        "site_uid": SITE_UID,
         "site_id": SITE_ID,
         "username": USERNAME,
         "password": PASSWORD,
@@ -119,16 +108,3 @@ def eager_celery() -> Iterator[None]:
         yield
     finally:
         app.conf.task_always_eager = previous
-
-
-@contextmanager
-def salto_that_opens_the_front_door(settings: Any) -> Iterator[respx.Router]:
-    """Salto KS mocked at the transport: a token, and a front door that opens (route name "open")."""
-    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
-    settings.SALTO_KS_ACCEPTANCE_API_URL = API
-    with respx.mock(using="httpcore2", assert_all_called=False) as router:
-        router.post(f"{IDENTITY}/connect/token").respond(
-            200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"}
-        )
-        router.patch(f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking", name="open").respond(200, json={})
-        yield router

@@ -14,7 +14,8 @@ from django.db import connection, connections
 from integrations.models import OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform
-from tests.integrations.opening.builders import API, FRONT_DOOR, IDENTITY, SITE_ID, make_booking, make_world
+from tests.fake_salto import OPEN_URL, token_route, use_fake_salto
+from tests.integrations.opening.builders import make_booking, make_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -25,16 +26,13 @@ WORKERS = 8
 def _postgres_only(settings: Any) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (row locks and real concurrent connections)")
-    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
-    settings.SALTO_KS_ACCEPTANCE_API_URL = API
+    use_fake_salto(settings)
 
 
 @pytest.fixture
 def salto() -> Iterator[respx.Router]:
     with respx.mock(using="httpcore2", assert_all_called=False) as router:
-        router.post(f"{IDENTITY}/connect/token").respond(
-            200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"}
-        )
+        token_route(router)
         yield router
 
 
@@ -73,7 +71,7 @@ def test_concurrent_workers_send_exactly_one_open(salto: respx.Router, monkeypat
         time.sleep(0.2)
         return respx.MockResponse(200, json={})
 
-    route = salto.patch(f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking").mock(side_effect=slow_ok)
+    route = salto.patch(OPEN_URL).mock(side_effect=slow_ok)
 
     # when: eight workers get the same message
     outcomes = run_together(WORKERS, lambda: open_request_perform(open_request_id=open_request.pk).state)

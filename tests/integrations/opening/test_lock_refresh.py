@@ -11,15 +11,8 @@ import respx
 from integrations.models import CachedLock, OpenRequest
 from integrations.services.opening import open_request_create
 from integrations.tasks import refresh_lock_lists
-from tests.integrations.opening.builders import (
-    API,
-    FRONT_DOOR,
-    IQ_ID,
-    SITE_ID,
-    make_booking,
-    make_world,
-    salto_that_opens_the_front_door,
-)
+from tests.fake_salto import FRONT_DOOR, IQ_ID, LOCKS_URL, salto_that_opens_the_front_door
+from tests.integrations.opening.builders import make_booking, make_world
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +36,7 @@ def _lock_page(*, online: bool) -> dict[str, Any]:
 def test_the_beat_refresh_marks_an_offline_lock_and_opens_are_refused_before_sending(salto: respx.Router) -> None:
     # given an active integration whose front door went offline in Salto since the last GET locks
     world = make_world()
-    salto.get(f"{API}/v1.1/sites/{SITE_ID}/locks").respond(200, json=_lock_page(online=False))
+    salto.get(LOCKS_URL).respond(200, json=_lock_page(online=False))
     assert CachedLock.objects.get(lock_id=FRONT_DOOR).online
     # when beat refreshes the lock lists (tasks run in-process in these tests)
     refresh_lock_lists.delay()
@@ -58,7 +51,7 @@ def test_the_beat_refresh_marks_an_offline_lock_and_opens_are_refused_before_sen
 
 def test_the_refresh_skips_inactive_integrations(salto: respx.Router) -> None:
     world = make_world(is_active=False)
-    route = salto.get(f"{API}/v1.1/sites/{SITE_ID}/locks").respond(200, json=_lock_page(online=False))
+    route = salto.get(LOCKS_URL).respond(200, json=_lock_page(online=False))
     refresh_lock_lists.delay()
     assert route.call_count == 0
     assert CachedLock.objects.get(integration=world.integration).online

@@ -18,28 +18,27 @@ from integrations.models import CachedLock, Integration, OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
 from locks.otp import compute_otp
-from tests.integrations.opening.builders import (
-    API,
+from tests.fake_salto import (
     FRONT_DOOR,
-    IDENTITY,
+    OPEN_URL,
     PIN,
     SECRET,
-    SITE_ID,
-    World,
-    make_booking,
-    make_world,
+    TOKEN_URL,
+    salto_error_response,
+    token_body,
+    token_route,
+    use_fake_salto,
 )
+from tests.integrations.opening.builders import World, make_booking, make_world
 
 pytestmark = pytest.mark.django_db
 
-OPEN_URL = f"{API}/v1.1/sites/{SITE_ID}/locks/{FRONT_DOOR}/locking"
 State = OpenRequest.State
 
 
 @pytest.fixture(autouse=True)
 def salto_hosts(settings: Any) -> None:
-    settings.SALTO_KS_ACCEPTANCE_IDENTITY_URL = IDENTITY
-    settings.SALTO_KS_ACCEPTANCE_API_URL = API
+    use_fake_salto(settings)
     settings.OPEN_FRESHNESS_SECONDS = 120
     settings.OPEN_DEDUPE_SECONDS = 10
 
@@ -48,20 +47,13 @@ def salto_hosts(settings: Any) -> None:
 def salto() -> Iterator[respx.Router]:
     # Not every test reaches Salto (refusals must not), so unused routes are fine here.
     with respx.mock(using="httpcore2", assert_all_called=False) as router:
-        router.post(f"{IDENTITY}/connect/token").respond(
-            200,
-            json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer", "scope": "user_api.full_access"},
-        )
+        token_route(router)
         yield router
 
 
 @pytest.fixture
 def world() -> World:
     return make_world()
-
-
-def salto_error(status: int, code: str, message: str, **headers: str) -> dict[str, Any]:
-    return {"status_code": status, "json": {"ErrorCode": code, "Message": message}, "headers": headers}
 
 
 def test_a_status_change_opens_the_lock_once_and_checks_in(
@@ -192,8 +184,8 @@ def test_transient_failures_retry_through_the_task(
     monkeypatch.setattr(opening, "BACKOFF_BASE_SECONDS", 0.05)
     route = salto.patch(OPEN_URL)
     route.side_effect = [
-        respx.MockResponse(**salto_error(503, "", "down")),
-        respx.MockResponse(**salto_error(503, "", "down")),
+        respx.MockResponse(**salto_error_response(503, "", "down")),
+        respx.MockResponse(**salto_error_response(503, "", "down")),
         respx.MockResponse(200, json={}),
     ]
     booking = make_booking(world, status=world.paid)
@@ -210,7 +202,7 @@ def test_transient_failures_retry_through_the_task(
 def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx.Router) -> None:
     route = salto.patch(OPEN_URL)
     route.side_effect = [
-        respx.MockResponse(**salto_error(429, "", "quota", **{"Retry-After": "7"})),
+        respx.MockResponse(**salto_error_response(429, "", "quota", **{"Retry-After": "7"})),
         respx.MockResponse(200, json={}),
     ]
     booking = make_booking(world, status=world.paid)
@@ -237,7 +229,7 @@ def test_an_early_duplicate_message_does_not_jump_retry_after(world: World, salt
     # given a request waiting out Salto's Retry-After of 7 s
     route = salto.patch(OPEN_URL)
     route.side_effect = [
-        respx.MockResponse(**salto_error(429, "", "quota", **{"Retry-After": "7"})),
+        respx.MockResponse(**salto_error_response(429, "", "quota", **{"Retry-After": "7"})),
         respx.MockResponse(200, json={}),
     ]
     booking = make_booking(world, status=world.paid)
@@ -286,10 +278,10 @@ def test_a_token_that_arrives_after_the_freshness_limit_sends_nothing(world: Wor
 
         def slow_token(request: Any) -> respx.MockResponse:
             traveller.shift(3)
-            return respx.MockResponse(200, json={"access_token": "tok", "expires_in": 3600, "token_type": "Bearer"})
+            return respx.MockResponse(200, json=token_body())
 
         with respx.mock(using="httpcore2", assert_all_called=False) as router:
-            router.post(f"{IDENTITY}/connect/token").mock(side_effect=slow_token)
+            router.post(TOKEN_URL).mock(side_effect=slow_token)
             door = router.patch(OPEN_URL).respond(200, json={})
             # when it is sent
             outcome = open_request_perform(open_request_id=open_request.pk)
@@ -324,7 +316,9 @@ def test_an_open_the_sweeper_gave_up_on_is_reported_loudly_and_not_checked_in(
 @pytest.mark.parametrize("retry_after", ["200", None], ids=["retry-after-beyond-limit", "backoff-beyond-limit"])
 def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
-    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**salto_error(503, "", "down", **headers)))
+    route = salto.patch(OPEN_URL).mock(
+        return_value=respx.MockResponse(**salto_error_response(503, "", "down", **headers))
+    )
     booking = make_booking(world, status=world.paid)
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
@@ -343,10 +337,10 @@ def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Ro
 @pytest.mark.parametrize(
     ("response", "kind"),
     [
-        (salto_error(400, "3102", "Request execution failed with code: otp_invalid"), "otp_invalid"),
-        (salto_error(403, "3102", "Request execution failed with code: otp_blocked"), "otp_blocked"),
-        (salto_error(400, "3102", "Request execution failed with code: pin_not_changed"), "pin_not_changed"),
-        (salto_error(404, "2202", "Otp is invalid"), "otp_invalid"),
+        (salto_error_response(400, "3102", "Request execution failed with code: otp_invalid"), "otp_invalid"),
+        (salto_error_response(403, "3102", "Request execution failed with code: otp_blocked"), "otp_blocked"),
+        (salto_error_response(400, "3102", "Request execution failed with code: pin_not_changed"), "pin_not_changed"),
+        (salto_error_response(404, "2202", "Otp is invalid"), "otp_invalid"),
     ],
 )
 def test_a_rejected_otp_is_never_retried_and_flags_the_integration(
@@ -382,8 +376,8 @@ def test_a_rejected_otp_is_never_retried_and_flags_the_integration(
 @pytest.mark.parametrize(
     ("response", "fragment"),
     [
-        (salto_error(403, "2203", "User does not have permission for this operation"), "refused to open"),
-        (salto_error(409, "3102", "Request execution failed with code: lock_offline"), "offline"),
+        (salto_error_response(403, "2203", "User does not have permission for this operation"), "refused to open"),
+        (salto_error_response(409, "3102", "Request execution failed with code: lock_offline"), "offline"),
     ],
 )
 def test_other_salto_errors_fail_with_code_and_message(
@@ -411,7 +405,7 @@ def test_salto_saying_offline_refuses_the_next_open_before_sending(
 ) -> None:
     # given Salto answers that the lock (or its IQ) is offline
     message = f"Request execution failed with code: {code}"
-    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**salto_error(409, "3102", message)))
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**salto_error_response(409, "3102", message)))
     booking = make_booking(world, status=world.paid)
     first = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
     assert open_request_perform(open_request_id=first.pk).state == State.FAILED
