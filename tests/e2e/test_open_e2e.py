@@ -46,7 +46,8 @@ def world(sandbox: RunningSandbox) -> World:
         current_pin=activation["pin"],
     )
     LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
-    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
+    # The builder's fake-Salto lock becomes the sandbox's front door, on the sandbox's IQ.
+    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR, iq_id=DEMO_IQ_ID)
     return world
 
 

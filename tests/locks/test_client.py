@@ -460,6 +460,10 @@ def test_it_opens_a_lock(client: SaltoClient, token_route: respx.Route, httpx2_m
             {"ErrorCode": "3102", "Message": "Request execution failed with code: pin_not_changed"},
             errors.PinNotChanged,
         ),
+        (409, {"ErrorCode": "3102", "Message": "Request execution failed with code: lock_offline"}, errors.LockOffline),
+        (409, {"ErrorCode": "3102", "Message": "Request execution failed with code: iq_offline"}, errors.IQOffline),
+        (423, {"ErrorCode": "9999", "Message": "The IQ offline, try later"}, errors.IQOffline),
+        (403, {"ErrorCode": "2203", "Message": "Lock is offline"}, errors.LockOffline),
     ],
 )
 def test_it_names_the_open_failures(
@@ -645,3 +649,47 @@ def test_an_open_may_take_no_longer_than_its_deadline(
     client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", not_after=datetime.now(UTC) + timedelta(seconds=2))
     timeouts = route.calls.last.request.extensions["timeout"]
     assert all(0 < t <= 2 for t in timeouts.values()), timeouts  # not the client's 5 s
+
+
+P, T = errors.SaltoPermanentError, errors.SaltoTransientError
+
+
+@pytest.mark.parametrize(
+    ("kind", "quirk", "family"),
+    [
+        (errors.OtpInvalid, errors.ReactivationRequired, P),
+        (errors.OtpBlocked, errors.ReactivationRequired, P),
+        (errors.PinNotChanged, errors.ReactivationRequired, P),
+        (errors.LockOffline, errors.DeviceOffline, P),
+        (errors.IQOffline, errors.DeviceOffline, P),
+        (errors.DeadlinePassed, errors.DeadlinePassed, P),
+        (errors.InvalidInput, errors.InvalidInput, P),
+        (errors.AccountLacksPermission, errors.AccountLacksPermission, P),
+        (errors.IdentityUnreachable, errors.IdentityUnreachable, T),
+    ],
+)
+def test_every_named_error_belongs_to_exactly_one_family(
+    kind: type[errors.SaltoError], quirk: type[errors.SaltoError], family: type[errors.SaltoError]
+) -> None:
+    families = [errors.SaltoAuthError, errors.SaltoTransientError, errors.SaltoPermanentError]
+    assert issubclass(kind, quirk)
+    assert [f for f in families if issubclass(kind, f)] == [family]
+
+
+def test_only_refused_input_and_a_passed_deadline_say_nothing_was_sent() -> None:
+    assert errors.DeadlinePassed().sent is False
+    assert errors.InvalidInput("bad").sent is False
+    assert errors.OtpInvalid().sent is True
+    assert errors.SaltoTransientError().sent is True
+
+
+def test_a_rate_limited_identity_server_is_unreachable_with_its_retry_after(
+    client: SaltoClient, httpx2_mock: respx.Router
+) -> None:
+    # given
+    httpx2_mock.post(TOKEN_URL).respond(429, text="slow down", headers={"Retry-After": "12"})
+    # when
+    with pytest.raises(errors.IdentityUnreachable) as info:
+        client.fetch_token()
+    # then
+    assert (info.value.http_status, info.value.retry_after) == (429, 12.0)

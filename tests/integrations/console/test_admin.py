@@ -400,3 +400,35 @@ def test_history_cannot_revert_past_the_activation_checks(admin_client: Client, 
     assert response.status_code == 403
     integration.refresh_from_db()
     assert integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
+
+
+def test_the_mapping_rows_show_their_status_without_a_query_per_row(
+    rf: Any, superuser: User, integration: Integration, objects: dict, django_assert_num_queries: Any
+) -> None:
+    # given four mappings: two to a fetched lock, one to a lock gone from the list, one on another IQ
+    from django.contrib import admin as django_admin
+
+    from integrations.admin import LockMappingInline
+
+    make_ready(integration, with_mapping=False)
+    CachedLock.objects.create(
+        integration=integration,
+        lock_id="lock-9",
+        name="Garage",
+        iq_id="another-iq",
+        refreshed_at=integration.updated_at,
+    )
+    LockMapping.objects.create(integration=integration, object=None, lock_id="lock-1", lock_name="Front door")
+    LockMapping.objects.create(integration=integration, object=objects["building"], lock_id="lock-1")
+    LockMapping.objects.create(integration=integration, object=objects["studio"], lock_id="gone")
+    LockMapping.objects.create(integration=integration, object=objects["hall"], lock_id="lock-9")
+    inline = LockMappingInline(Integration, django_admin.site)
+    request = rf.get("/")
+    request.user = superuser
+    # when every row's status is rendered: the rows, their integration and its lock list, once each
+    with django_assert_num_queries(3):
+        statuses = {m.object_id: inline.mapping_status(m) for m in inline.get_queryset(request)}
+    # then
+    assert statuses[None] == statuses[objects["building"].pk] == "✔"
+    assert "not in the lock list" in statuses[objects["studio"].pk]
+    assert "on another IQ" in statuses[objects["hall"].pk]

@@ -629,3 +629,22 @@ def test_the_demo_prefill_is_an_acceptance_integration_not_yet_resolved() -> Non
     assert not integration.is_activated
     assert not integration.is_active
     assert demo_integration_prefill().pk == integration.pk  # idempotent
+
+
+def test_credentials_are_stored_trimmed_whichever_way_they_arrive(db: None) -> None:
+    integration = make_integration(site_uid=f"  {SITE_UID} ", username=f" {USERNAME}\t", iq_id=f" {IQ_ID}")
+    integration.refresh_from_db()
+    assert (integration.site_uid, integration.username, integration.iq_id) == (SITE_UID, USERNAME, IQ_ID)
+
+
+@pytest.mark.parametrize(
+    ("state", "needs"),
+    [
+        (Integration.ActivationState.NOT_ACTIVATED, False),
+        (Integration.ActivationState.ACTIVATED, False),
+        (Integration.ActivationState.NEEDS_REACTIVATION, True),
+    ],
+)
+def test_needs_reactivation_is_one_answer(integration: Integration, state: str, needs: bool) -> None:
+    integration.activation_state = state
+    assert integration.needs_reactivation is needs

@@ -465,3 +465,73 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
         lost.pk: State.PENDING,
         waiting.pk: State.PENDING,
     }
+
+
+def test_an_unreachable_identity_server_during_an_open_is_retried(world: World) -> None:
+    # given an identity server that answers 503 once, then issues a token
+    with respx.mock(using="httpcore2", assert_all_called=False) as salto:
+        token = salto.post(TOKEN_URL)
+        token.side_effect = [
+            respx.MockResponse(503, text="down"),
+            respx.MockResponse(200, json=token_body()),
+        ]
+        route = salto.patch(OPEN_URL).respond(200, json={})
+        booking = make_booking(world, status=world.paid)
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        # when the first attempt cannot get a token
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            first = open_request_perform(open_request_id=open_request.pk)
+            # then it is a transient failure: pending again, with a retry scheduled, nothing sent
+            assert (first.state, route.call_count) == (State.PENDING, 0)
+            assert first.retry_in is not None
+            open_request.refresh_from_db()
+            assert open_request.outcome_code == "identity_unreachable"
+            # and the retry gets a token and opens
+            traveller.shift(first.retry_in)
+            second = open_request_perform(open_request_id=open_request.pk)
+    assert second.state == State.OPENED
+    assert (token.call_count, route.call_count) == (2, 1)
+
+
+def test_a_rejected_account_during_an_open_fails_at_once_without_retrying(world: World) -> None:
+    # given Salto rejects the account's password (a retry would only repeat failed logins)
+    with respx.mock(using="httpcore2", assert_all_called=False) as salto:
+        token = salto.post(TOKEN_URL).respond(400, json={"error": "invalid_grant"})
+        route = salto.patch(OPEN_URL).respond(200, json={})
+        booking = make_booking(world, status=world.paid)
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        # when
+        outcome = open_request_perform(open_request_id=open_request.pk)
+    # then
+    assert (outcome.state, outcome.retry_in) == (State.FAILED, None)
+    open_request.refresh_from_db()
+    assert open_request.outcome_code == "auth_invalid_grant"
+    assert open_request.reason.startswith("Salto KS did not accept the account:")
+    assert (token.call_count, route.call_count) == (1, 0)
+    # the IQ activation is not the problem: the integration is not flagged
+    assert Integration.objects.get(pk=world.integration.pk).is_activated
+
+
+def test_a_status_change_evaluates_the_policy_once_before_sending(
+    world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a count of every policy evaluation: each reads the integrations through one OpenAssessor
+    from integrations.selectors import OpenAssessor
+
+    built: list[int] = []
+    real_init = OpenAssessor.__init__
+
+    def counting_init(self: OpenAssessor, **kwargs: Any) -> None:
+        built.append(1)
+        real_init(self, **kwargs)
+
+    monkeypatch.setattr(OpenAssessor, "__init__", counting_init)
+    route = salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world, status=world.new)
+    # when the booking enters an allowed status (the task runs in-process)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_change_status(booking=booking, status=world.paid)
+    # then the receiver's answer is what the request recorded, and the task asked once more before sending
+    open_request = OpenRequest.objects.get(booking=booking)
+    assert (open_request.state, route.call_count) == (State.OPENED, 1)
+    assert len(built) == 2

@@ -1,0 +1,153 @@
+"""The open request's state machine: every state change is a named transition that refuses illegal moves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from integrations.models import TRANSITIONS, IllegalTransition, OpenRequest
+from tests.integrations.opening.builders import World, make_booking, make_world
+
+pytestmark = pytest.mark.django_db
+
+State = OpenRequest.State
+FINAL = (State.OPENED, State.FAILED, State.REFUSED, State.EXPIRED)
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+def _request(world: World, state: str = State.PENDING, **fields: object) -> OpenRequest:
+    booking = make_booking(world, status=world.paid)
+    return OpenRequest.objects.create(booking=booking, trigger="staff", state=state, **fields)  # type: ignore[arg-type]
+
+
+def _state(open_request: OpenRequest) -> str:
+    open_request.refresh_from_db()
+    return open_request.state
+
+
+def test_final_states_lead_nowhere() -> None:
+    for state in FINAL:
+        assert state not in TRANSITIONS
+    assert TRANSITIONS[State.PENDING] == {State.SENDING, State.EXPIRED}
+
+
+def test_a_claim_takes_a_fresh_due_pending_request_once(world: World) -> None:
+    now = timezone.now()
+    open_request = _request(world, next_attempt_at=now)
+    kwargs = {"fresh_since": now - timedelta(seconds=120), "due_before": now + timedelta(seconds=0.5)}
+
+    assert OpenRequest.objects.claim(open_request.pk, **kwargs) is True
+    assert OpenRequest.objects.claim(open_request.pk, **kwargs) is False
+
+    open_request.refresh_from_db()
+    assert (open_request.state, open_request.attempts, open_request.next_attempt_at) == (State.SENDING, 1, None)
+
+
+def test_a_claim_waits_for_the_due_time_and_refuses_a_stale_request(world: World) -> None:
+    now = timezone.now()
+    later = _request(world, next_attempt_at=now + timedelta(seconds=5))
+    stale = _request(world)
+    fresh_since = now - timedelta(seconds=120)
+
+    assert not OpenRequest.objects.claim(later.pk, fresh_since=fresh_since, due_before=now)
+    # a stale request (created before the freshness limit) is never claimed, however due
+    assert not OpenRequest.objects.claim(stale.pk, fresh_since=now + timedelta(seconds=1), due_before=now)
+    assert (_state(later), _state(stale)) == (State.PENDING, State.PENDING)
+
+
+@pytest.mark.parametrize("state", FINAL)
+def test_finish_ends_a_sending_request_only(world: World, state: str) -> None:
+    now = timezone.now()
+    sending = _request(world, State.SENDING)
+    pending = _request(world, State.PENDING)
+
+    assert OpenRequest.objects.finish(sending.pk, state, reason="why", outcome_code="code", now=now) is True
+    assert OpenRequest.objects.finish(pending.pk, state, reason="why", outcome_code="code", now=now) is False
+    # a finished request stays as it is
+    assert OpenRequest.objects.finish(sending.pk, State.OPENED, reason="", outcome_code="", now=now) is False
+    sending.refresh_from_db()
+    assert (sending.state, sending.reason, sending.outcome_code, sending.finished_at) == (state, "why", "code", now)
+    assert _state(pending) == State.PENDING
+
+
+def test_finish_refuses_to_send_again_and_unknown_states(world: World) -> None:
+    sending = _request(world, State.SENDING)
+    with pytest.raises(IllegalTransition, match="retry_later"):
+        OpenRequest.objects.finish(sending.pk, State.PENDING, reason="", outcome_code="", now=timezone.now())
+    with pytest.raises(IllegalTransition, match="from sending to sending"):
+        OpenRequest.objects.finish(sending.pk, State.SENDING, reason="", outcome_code="", now=timezone.now())
+    assert _state(sending) == State.SENDING
+
+
+def test_retry_later_puts_a_sending_request_back_to_pending_with_its_due_time(world: World) -> None:
+    due = timezone.now() + timedelta(seconds=3)
+    sending = _request(world, State.SENDING)
+    opened = _request(world, State.OPENED)
+
+    assert OpenRequest.objects.retry_later(sending.pk, due=due, reason="later", outcome_code="server_error") is True
+    assert OpenRequest.objects.retry_later(opened.pk, due=due, reason="later", outcome_code="server_error") is False
+
+    sending.refresh_from_db()
+    assert (sending.state, sending.next_attempt_at, sending.outcome_code) == (State.PENDING, due, "server_error")
+    assert _state(opened) == State.OPENED
+
+
+def test_expire_stale_touches_only_old_pending_requests(world: World) -> None:
+    now = timezone.now()
+    old_pending = _request(world)
+    old_sending = _request(world, State.SENDING)
+    later = now + timedelta(seconds=1)
+    new_pending = _request(world)
+    OpenRequest.objects.filter(pk=new_pending.pk).update(created_at=later + timedelta(seconds=1))
+
+    assert OpenRequest.objects.expire_stale(created_before=later, reason="too late", now=now) == 1
+
+    assert (_state(old_pending), _state(old_sending), _state(new_pending)) == (
+        State.EXPIRED,
+        State.SENDING,
+        State.PENDING,
+    )
+    old_pending.refresh_from_db()
+    assert (old_pending.outcome_code, old_pending.reason) == ("expired", "too late")
+
+
+def test_expire_stale_of_one_request_leaves_the_others(world: World) -> None:
+    now = timezone.now()
+    one, other = _request(world), _request(world)
+    later = now + timedelta(seconds=1)
+
+    assert OpenRequest.objects.expire_stale(pk=one.pk, created_before=later, reason="too late", now=now) == 1
+    assert (_state(one), _state(other)) == (State.EXPIRED, State.PENDING)
+
+
+def test_abandon_stale_fails_only_old_sending_requests(world: World) -> None:
+    now = timezone.now()
+    stuck = _request(world, State.SENDING)
+    pending = _request(world, State.PENDING)
+
+    assert OpenRequest.objects.abandon_stale(created_before=now - timedelta(hours=1), reason="?", now=now) == 0
+    assert OpenRequest.objects.abandon_stale(created_before=now + timedelta(seconds=1), reason="?", now=now) == 1
+    stuck.refresh_from_db()
+    assert (stuck.state, stuck.outcome_code) == (State.FAILED, "abandoned")
+    assert _state(pending) == State.PENDING
+
+
+def test_mark_due_bumps_only_an_overdue_pending_request(world: World) -> None:
+    now = timezone.now()
+    overdue = _request(world, next_attempt_at=now - timedelta(seconds=30))
+    waiting = _request(world, next_attempt_at=now + timedelta(seconds=5))
+    sending = _request(world, State.SENDING, next_attempt_at=now - timedelta(seconds=30))
+    cut = now - timedelta(seconds=5)
+
+    assert OpenRequest.objects.mark_due(overdue.pk, overdue_before=cut, now=now) is True
+    assert OpenRequest.objects.mark_due(overdue.pk, overdue_before=cut, now=now) is False  # a second sweeper
+    assert OpenRequest.objects.mark_due(waiting.pk, overdue_before=cut, now=now) is False
+    assert OpenRequest.objects.mark_due(sending.pk, overdue_before=cut, now=now) is False
+    overdue.refresh_from_db()
+    assert overdue.next_attempt_at == now
