@@ -9,9 +9,7 @@ Reference: docs/salto-ks.md (sections cited above each call).
 
 from __future__ import annotations
 
-import email.utils
 import functools
-import json
 import logging
 import re
 import ssl
@@ -29,7 +27,7 @@ from django.conf import settings
 from django.core.cache.backends.base import BaseCache
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from locks import errors
+from locks import classify, errors
 from locks.environments import Environment, endpoints_for
 from locks.otp import compute_otp, is_valid_pin, pin_delta
 from locks.schemas import (
@@ -38,7 +36,6 @@ from locks.schemas import (
     ActivatedIQ,
     Entry,
     Lock,
-    OAuthErrorBody,
     PinRequestResult,
     PinResponse,
     SecretResponse,
@@ -55,7 +52,6 @@ API_PREFIX = "/v1.1"
 # A site with thousands of locks at Salto's (unknown, probably 20) page size stays far below this;
 # a server that keeps handing out new next links must not keep us looping forever.
 MAX_PAGES = 500
-_MAX_MESSAGE_CHARS = 300
 _SITE_UID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
@@ -155,14 +151,9 @@ class SaltoClient:
             raw = self._oauth.fetch_token(
                 url, grant_type="password", username=self.username, password=self._password, scope=SCOPE
             )
-        except httpx2.TimeoutException:
-            self._log("POST", url, None, started)
-            raise errors.IdentityUnreachable("The Salto KS identity server did not answer in time") from None
         except httpx2.TransportError as exc:
             self._log("POST", url, None, started)
-            raise errors.IdentityUnreachable(
-                f"Cannot reach the Salto KS identity server ({type(exc).__name__})"
-            ) from None
+            raise classify.transport_error(exc, identity=True) from None
         except errors.SaltoError:
             raise
         except (OAuthError, httpx2.HTTPStatusError, ValueError):
@@ -188,41 +179,10 @@ class SaltoClient:
         )
 
     def _check_token_response(self, response: httpx2.Response) -> httpx2.Response:
-        status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= response.status_code < 300:
             return response
-        self._log("POST", str(response.request.url), status, None)
-        text = self._scrub(response.text)
-        try:
-            oauth = OAuthErrorBody.model_validate_json(response.content)
-        except ValidationError:
-            oauth = None
-        if oauth is not None and oauth.error in ("invalid_client", "invalid_grant", "invalid_scope"):
-            summary = {
-                "invalid_client": "The platform client id/secret is not accepted by this Salto KS environment",
-                "invalid_grant": "Salto KS rejected the username or password of the account",
-                "invalid_scope": "The platform client may not request scope user_api.full_access",
-            }[oauth.error]
-            raise errors.SaltoAuthError(
-                summary,
-                reason=oauth.error,  # type: ignore[arg-type]
-                http_status=status,
-                error_code=oauth.error,
-                salto_message=self._scrub(oauth.error_description or "") or None,
-            )
-        if status == 404 or status >= 500 or status == 429:
-            raise errors.IdentityUnreachable(
-                http_status=status,
-                salto_message=_short(text) or None,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-            )
-        raise errors.SaltoAuthError(
-            "The Salto KS identity server refused the token request",
-            reason="identity_error",
-            http_status=status,
-            error_code=oauth.error if oauth else None,
-            salto_message=_short(text) or None,
-        )
+        self._log("POST", str(response.request.url), response.status_code, None)
+        raise classify.token_error(response, scrub=self._scrub)
 
     # --- Sites ----------------------------------------------------------------------------------
 
@@ -275,7 +235,7 @@ class SaltoClient:
         Reference: docs/salto-ks.md §7.3 step 1 (GET …/iqs/{iq}/secret → {"secret": "…"}), §0.
         """
         response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/secret", not_found=errors.IQNotFound)
-        body = _json_or_none(response)
+        body = classify.json_or_none(response)
         # A bare JSON string is tolerated too (PUT …/users/{id}/pin answers that way, §8).
         secret = body if isinstance(body, str) else _parse(SecretResponse, response).secret.get_secret_value()
         if not secret:
@@ -290,7 +250,7 @@ class SaltoClient:
         response = self._call("GET", f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin", not_found=errors.IQNotFound)
         if response.status_code == 204 or not response.content.strip():
             return PinRequestResult(pin=None, sent_by="sms")
-        body = _json_or_none(response)
+        body = classify.json_or_none(response)
         if isinstance(body, dict):
             pin: Any = _parse(PinResponse, response).pin.get_secret_value()
         elif body is None:
@@ -404,7 +364,7 @@ class SaltoClient:
         page_params = params
         for _ in range(MAX_PAGES):
             response = self._call("GET", url, params=page_params)
-            body = _json_or_none(response)
+            body = classify.json_or_none(response)
             if isinstance(body, list):
                 raw_items, next_link = body, None
             elif isinstance(body, dict) and isinstance(body.get("items"), list):
@@ -495,14 +455,9 @@ class SaltoClient:
             response = self._http.request(
                 method, url, params=params, json=json_body, headers=headers, timeout=timeout or self._timeout
             )
-        except httpx2.TimeoutException:
-            self._log(method, url, None, started)
-            raise errors.SaltoTransientError("Salto KS did not answer in time", kind="timeout") from None
         except httpx2.TransportError as exc:
             self._log(method, url, None, started)
-            raise errors.SaltoTransientError(
-                f"Cannot reach Salto KS ({type(exc).__name__})", kind="connection_error"
-            ) from None
+            raise classify.transport_error(exc, identity=False) from None
         self._log(method, url, response.status_code, started)
         return response
 
@@ -513,45 +468,7 @@ class SaltoClient:
         not_found: type[errors.SaltoPermanentError] | None,
         secrets: Iterable[str],
     ) -> NoReturn:
-        status = response.status_code
-        code, message = _error_fields(response)
-        message = self._scrub(message, secrets)
-        detail: dict[str, Any] = {"http_status": status, "error_code": code, "salto_message": message or None}
-        if status == 429 or status >= 500:
-            raise errors.SaltoTransientError(
-                "Salto KS is rate limiting" if status == 429 else None,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-                kind="rate_limited" if status == 429 else "server_error",
-                **detail,
-            )
-        if status == 401:
-            raise errors.SaltoAuthError("Salto KS rejected the token", reason="unauthorized", **detail)
-        words = (message or "").lower()
-        # ErrorCode 3102 "Request execution failed with code: <word>" (§3.3); the word decides.
-        for word, exc_class in (
-            ("otp_blocked", errors.OtpBlocked),
-            ("otp_invalid", errors.OtpInvalid),
-            ("pin_not_changed", errors.PinNotChanged),
-            ("command_forbidden", errors.CommandForbidden),
-        ):
-            if word in words:
-                raise exc_class(**detail)
-        if code == "2202" and "otp" in words:
-            # 404 2202 "Otp is invalid" when the OTP is missing or the account is not activated (§7.1).
-            raise errors.OtpInvalid(**detail)
-        if code == "2203" and "secret" in words:
-            raise errors.SecretAlreadyIssued(**detail)
-        if "offline" in words:
-            # No documented code for an offline lock or IQ (§7.1): the words decide, here and nowhere else.
-            iq = "iq_offline" in words or "iq offline" in words
-            raise (errors.IQOffline if iq else errors.LockOffline)(**detail)
-        if status == 403:
-            raise errors.AccountLacksPermission(**detail)
-        if status == 404 and not_found is not None:
-            raise not_found(**detail)
-        if status == 404:
-            raise errors.SaltoPermanentError("Salto KS does not know this resource", kind="not_found", **detail)
-        raise errors.SaltoPermanentError(**detail)
+        raise classify.api_error(response, not_found=not_found, scrub=lambda text: self._scrub(text, secrets))
 
     def _scrub(self, text: str, extra: Iterable[str] = ()) -> str:
         """Remove every secret we know of from text Salto sent back (it might echo input)."""
@@ -580,15 +497,6 @@ def _id(value: str) -> str:
     return value
 
 
-def _json_or_none(response: httpx2.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
 def _parse(model: type[M], response: httpx2.Response) -> M:
     try:
         return model.model_validate_json(response.content)
@@ -610,42 +518,6 @@ def _parse_list(model: type[M], raw_items: list[Any], status: int) -> list[M]:
 def _fields(exc: ValidationError) -> str:
     # Only where and what kind of problem, never the input values (they may be secrets).
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors(include_input=False))
-
-
-def _error_fields(response: httpx2.Response) -> tuple[str | None, str]:
-    """Salto's ErrorCode (as a string; observed both "3102" and 3102) and Message, from whatever body came."""
-    body = _json_or_none(response)
-    if isinstance(body, dict):
-        lowered = {str(k).lower(): v for k, v in body.items()}
-        code = lowered.get("errorcode")
-        message = lowered.get("message") or lowered.get("detail") or lowered.get("title") or ""
-        return (str(code) if code is not None else None), _short(str(message))
-    if isinstance(body, str):
-        return None, _short(body)
-    # Plain text, e.g. "API calls quota exceeded! maximum admitted 3 per 1m." (§3.3), or HTML.
-    text = response.text if "html" not in response.headers.get("content-type", "") else ""
-    return None, _short(text)
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text[:_MAX_MESSAGE_CHARS] + ("…" if len(text) > _MAX_MESSAGE_CHARS else "")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (either delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (_aware(when) - datetime.now(UTC)).total_seconds())
 
 
 def _aware(value: datetime) -> datetime:
