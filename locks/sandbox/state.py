@@ -112,7 +112,13 @@ class Token:
 
 @dataclass
 class Fault:
-    """An injected misbehaviour for requests whose path contains `path_contains` (all requests when empty)."""
+    """An injected misbehaviour for requests whose path contains `path_contains` (all requests when empty).
+
+    Before acting (the default) the request never reaches its handler: nothing happens at Salto. With
+    `after_acting` the handler runs first (a PATCH .../locking really opens the door and records the open and its
+    entry) and only then is the answer delayed, replaced by `status`/`body`, or the connection dropped: the
+    client cannot tell whether the door opened.
+    """
 
     path_contains: str = ""
     method: str | None = None
@@ -121,6 +127,8 @@ class Fault:
     delay_seconds: float = 0.0
     drop_connection: bool = False
     body: str | None = None
+    content_type: str | None = None  # of `body`; None: text/plain
+    after_acting: bool = False
     times: int | None = 1  # None: until cleared
     served: int = 0
 
@@ -133,6 +141,8 @@ class Fault:
             "delay_seconds": self.delay_seconds,
             "drop_connection": self.drop_connection,
             "body": self.body,
+            "content_type": self.content_type,
+            "after_acting": self.after_acting,
             "times": self.times,
             "served": self.served,
         }
