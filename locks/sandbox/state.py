@@ -7,6 +7,7 @@ one thread while tests poke the state from others. Handlers in app.py never touc
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import string
 import threading
@@ -173,6 +174,8 @@ class SandboxConfig:
     otp_block_seconds: float = 20 * 60
     otp_window_past_seconds: int = 180
     otp_window_future_seconds: int = 60
+    # An entry shows on GET .../entries only this long after its utc_date_time (Salto's event pipeline lags).
+    entries_delay_seconds: float = 0.0
 
 
 @dataclass
@@ -229,10 +232,17 @@ class SandboxState:
 
     def configure(self, **values: Any) -> SandboxConfig:
         with self._lock:
+            converted: dict[str, Any] = {}
             for name, value in values.items():
                 if not hasattr(self.config, name):
                     raise ValueError(f"unknown setting {name!r}")
-                setattr(self.config, name, type(getattr(self.config, name))(value))
+                converted[name] = type(getattr(self.config, name))(value)
+                if isinstance(converted[name], float) and not math.isfinite(converted[name]):
+                    raise ValueError(f"{name} must be a finite number")
+            if converted.get("entries_delay_seconds", 0) < 0:
+                raise ValueError("entries_delay_seconds must not be negative")
+            for name, value in converted.items():
+                setattr(self.config, name, value)
             return self.config
 
     def now(self) -> datetime:
@@ -578,8 +588,14 @@ class SandboxState:
             return self._lock_json(self._lock_or_fail(lock_id))
 
     def entries_json(self) -> list[dict[str, Any]]:
+        """The entries visible now: each one `entries_delay_seconds` after its utc_date_time."""
         with self._lock:
-            return [dict(e) for e in self._world.entries]
+            visible_until = self.now() - timedelta(seconds=self.config.entries_delay_seconds)
+            return [
+                dict(e)
+                for e in self._world.entries
+                if datetime.fromisoformat(e["utc_date_time"].replace("Z", "+00:00")) <= visible_until
+            ]
 
     def get_secret(self, account: Account, iq_id: str) -> str:
         with self._lock:
