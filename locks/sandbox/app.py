@@ -11,6 +11,8 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
@@ -456,7 +458,15 @@ async def control_page(request: Request) -> Response:
 # --- faults: an outer ASGI layer, so it can delay, answer or drop before (or after) any route runs -------------
 
 
+def http_date(value: datetime) -> str:
+    """RFC 7231 IMF-fixdate, as in a Date header: `Tue, 01 Dec 2026 21:50:00 GMT`."""
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
 class FaultInjection:
+    """The outermost layer: injected faults, the request log, and a Date header from the sandbox's clock on every
+    answer (uvicorn's own Date header is switched off in server.py, so the product sees the sandbox's time)."""
+
     def __init__(self, app: ASGIApp, state: SandboxState) -> None:
         self.app = app
         self.state = state
@@ -465,6 +475,7 @@ class FaultInjection:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return None
+        send = self._dated(send)
         path: str = scope["path"]
         method: str = scope["method"]
         recorded = path.startswith("/_sandbox")
@@ -507,6 +518,16 @@ class FaultInjection:
             return None
         await self.app(scope, receive, recording_send)
         return None
+
+    def _dated(self, send: Send) -> Send:
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", http_date(self.state.now()).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return dated_send
 
     @staticmethod
     def _fault_response(fault: Fault) -> Response:

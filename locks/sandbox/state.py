@@ -24,6 +24,7 @@ SECRET_ALPHABET = string.ascii_letters + string.digits
 SCOPE_CONNECT = "user_api.full_access"
 ALLOWED_EXTRA_SCOPES = frozenset({"openid", "profile", "offline_access"})
 TOKEN_LIFETIME_SECONDS = 3600
+MAX_CLOCK_OFFSET_SECONDS = 7 * 24 * 3600
 
 
 def otp_at(*, secret: str, pin: str, at: datetime) -> str:
@@ -176,6 +177,8 @@ class SandboxConfig:
     otp_window_future_seconds: int = 60
     # An entry shows on GET .../entries only this long after its utc_date_time (Salto's event pipeline lags).
     entries_delay_seconds: float = 0.0
+    # The sandbox's clock runs this far from the machine's (negative: behind): OTPs, entries, tokens, Date headers.
+    clock_offset_seconds: float = 0.0
 
 
 @dataclass
@@ -241,12 +244,15 @@ class SandboxState:
                     raise ValueError(f"{name} must be a finite number")
             if converted.get("entries_delay_seconds", 0) < 0:
                 raise ValueError("entries_delay_seconds must not be negative")
+            if abs(converted.get("clock_offset_seconds", 0)) > MAX_CLOCK_OFFSET_SECONDS:
+                raise ValueError(f"clock_offset_seconds must be within ±{MAX_CLOCK_OFFSET_SECONDS}")
             for name, value in converted.items():
                 setattr(self.config, name, value)
             return self.config
 
     def now(self) -> datetime:
-        return self.clock()
+        """The sandbox's (Salto's) now: `clock` plus `config.clock_offset_seconds`."""
+        return self.clock() + timedelta(seconds=self.config.clock_offset_seconds)
 
     # --- persistence (the demo keeps IQ activations across restarts, as a real Salto site would) ----------
 
