@@ -11,6 +11,8 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
@@ -354,8 +356,15 @@ async def control_faults(request: Request, body: dict[str, Any]) -> Response:
     fault = Fault(**body)
     if fault.status is None and not fault.drop_connection and not fault.delay_seconds:
         raise ValueError("a fault needs status, drop_connection or delay_seconds")
-    if fault.status is not None and not 400 <= int(fault.status) <= 599:
-        raise ValueError("status must be 4xx or 5xx")
+    if not isinstance(fault.after_acting, bool) or not isinstance(fault.drop_connection, bool):
+        raise ValueError("after_acting and drop_connection must be true or false")
+    if fault.status is not None:
+        status = int(fault.status)
+        if 200 <= status <= 299:
+            if fault.body is None:
+                raise ValueError("a 2xx fault needs a body (what the client gets instead of the real answer)")
+        elif not 400 <= status <= 599:
+            raise ValueError("status must be 4xx or 5xx, or 2xx with a body")
     state.add_fault(fault)
     return JSONResponse({"fault": fault.as_dict(), "faults": state.faults()}, status_code=201)
 
@@ -446,10 +455,18 @@ async def control_page(request: Request) -> Response:
     return HTMLResponse(render_page(_state(request).summary()))
 
 
-# --- faults: an outer ASGI layer, so it can delay, answer or drop before any route runs -----------------------
+# --- faults: an outer ASGI layer, so it can delay, answer or drop before (or after) any route runs -------------
+
+
+def http_date(value: datetime) -> str:
+    """RFC 7231 IMF-fixdate, as in a Date header: `Tue, 01 Dec 2026 21:50:00 GMT`."""
+    return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
 class FaultInjection:
+    """The outermost layer: injected faults, the request log, and a Date header from the sandbox's clock on every
+    answer (uvicorn's own Date header is switched off in server.py, so the product sees the sandbox's time)."""
+
     def __init__(self, app: ASGIApp, state: SandboxState) -> None:
         self.app = app
         self.state = state
@@ -458,6 +475,7 @@ class FaultInjection:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return None
+        send = self._dated(send)
         path: str = scope["path"]
         method: str = scope["method"]
         recorded = path.startswith("/_sandbox")
@@ -471,21 +489,45 @@ class FaultInjection:
             await send(message)
 
         fault = None if path.startswith("/_sandbox") else self.state.take_fault(method, path)
-        if fault is not None:
-            if fault.delay_seconds:
-                await asyncio.sleep(fault.delay_seconds)
-            if fault.drop_connection:
-                self.state.record_request(method, path, 0)
-                # uvicorn closes the transport without writing a byte when an ASGI app returns a non-None value
-                # before starting a response; the client sees "server disconnected without sending a response".
-                return "sandbox fault: drop_connection (closing without a response)"
-            if fault.status is not None:
-                response = self._fault_response(fault)
-                self.state.record_request(method, path, fault.status)
-                await response(scope, receive, send)
-                return None
+        if fault is None:
+            await self.app(scope, receive, recording_send)
+            return None
+        if fault.after_acting:
+            # The handler acts (the door opens, the open and its entry are recorded); its answer is held back.
+            held: list[Message] = []
+
+            async def hold(message: Message) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, hold)
+        if fault.delay_seconds:
+            await asyncio.sleep(fault.delay_seconds)
+        if fault.drop_connection:
+            self.state.record_request(method, path, 0)
+            # uvicorn closes the transport without writing a byte when an ASGI app returns a non-None value
+            # before starting a response; the client sees "server disconnected without sending a response".
+            return "sandbox fault: drop_connection (closing without a response)"
+        if fault.status is not None:
+            response = self._fault_response(fault)
+            self.state.record_request(method, path, fault.status)
+            await response(scope, receive, send)
+            return None
+        if fault.after_acting:
+            for message in held:
+                await recording_send(message)
+            return None
         await self.app(scope, receive, recording_send)
         return None
+
+    def _dated(self, send: Send) -> Send:
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", http_date(self.state.now()).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return dated_send
 
     @staticmethod
     def _fault_response(fault: Fault) -> Response:
@@ -495,7 +537,7 @@ class FaultInjection:
             value = fault.retry_after
             headers["Retry-After"] = str(int(value)) if float(value).is_integer() else str(value)
         if fault.body is not None:
-            return PlainTextResponse(fault.body, status_code=status, headers=headers)
+            return PlainTextResponse(fault.body, status_code=status, headers=headers, media_type=fault.content_type)
         if status == 429:
             # The plain-text body observed from Salto's rate limiter (API doc §3.4).
             return PlainTextResponse(RATE_LIMIT_TEXT, status_code=status, headers=headers)

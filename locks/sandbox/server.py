@@ -34,6 +34,8 @@ def make_server(state: SandboxState, *, log_level: str = "warning") -> uvicorn.S
         log_level=log_level,
         access_log=log_level in ("info", "debug"),
         timeout_graceful_shutdown=1,
+        # The Date header comes from the sandbox's clock (FaultInjection), which may run off the machine's.
+        date_header=False,
     )
     return uvicorn.Server(config)
 

@@ -7,6 +7,7 @@ one thread while tests poke the state from others. Handlers in app.py never touc
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import string
 import threading
@@ -23,6 +24,7 @@ SECRET_ALPHABET = string.ascii_letters + string.digits
 SCOPE_CONNECT = "user_api.full_access"
 ALLOWED_EXTRA_SCOPES = frozenset({"openid", "profile", "offline_access"})
 TOKEN_LIFETIME_SECONDS = 3600
+MAX_CLOCK_OFFSET_SECONDS = 7 * 24 * 3600
 
 
 def otp_at(*, secret: str, pin: str, at: datetime) -> str:
@@ -112,7 +114,13 @@ class Token:
 
 @dataclass
 class Fault:
-    """An injected misbehaviour for requests whose path contains `path_contains` (all requests when empty)."""
+    """An injected misbehaviour for requests whose path contains `path_contains` (all requests when empty).
+
+    Before acting (the default) the request never reaches its handler: nothing happens at Salto. With
+    `after_acting` the handler runs first (a PATCH .../locking really opens the door and records the open and its
+    entry) and only then is the answer delayed, replaced by `status`/`body`, or the connection dropped: the
+    client cannot tell whether the door opened.
+    """
 
     path_contains: str = ""
     method: str | None = None
@@ -121,6 +129,8 @@ class Fault:
     delay_seconds: float = 0.0
     drop_connection: bool = False
     body: str | None = None
+    content_type: str | None = None  # of `body`; None: text/plain
+    after_acting: bool = False
     times: int | None = 1  # None: until cleared
     served: int = 0
 
@@ -133,6 +143,8 @@ class Fault:
             "delay_seconds": self.delay_seconds,
             "drop_connection": self.drop_connection,
             "body": self.body,
+            "content_type": self.content_type,
+            "after_acting": self.after_acting,
             "times": self.times,
             "served": self.served,
         }
@@ -163,6 +175,10 @@ class SandboxConfig:
     otp_block_seconds: float = 20 * 60
     otp_window_past_seconds: int = 180
     otp_window_future_seconds: int = 60
+    # An entry shows on GET .../entries only this long after its utc_date_time (Salto's event pipeline lags).
+    entries_delay_seconds: float = 0.0
+    # The sandbox's clock runs this far from the machine's (negative: behind): OTPs, entries, tokens, Date headers.
+    clock_offset_seconds: float = 0.0
 
 
 @dataclass
@@ -219,14 +235,24 @@ class SandboxState:
 
     def configure(self, **values: Any) -> SandboxConfig:
         with self._lock:
+            converted: dict[str, Any] = {}
             for name, value in values.items():
                 if not hasattr(self.config, name):
                     raise ValueError(f"unknown setting {name!r}")
-                setattr(self.config, name, type(getattr(self.config, name))(value))
+                converted[name] = type(getattr(self.config, name))(value)
+                if isinstance(converted[name], float) and not math.isfinite(converted[name]):
+                    raise ValueError(f"{name} must be a finite number")
+            if converted.get("entries_delay_seconds", 0) < 0:
+                raise ValueError("entries_delay_seconds must not be negative")
+            if abs(converted.get("clock_offset_seconds", 0)) > MAX_CLOCK_OFFSET_SECONDS:
+                raise ValueError(f"clock_offset_seconds must be within ±{MAX_CLOCK_OFFSET_SECONDS}")
+            for name, value in converted.items():
+                setattr(self.config, name, value)
             return self.config
 
     def now(self) -> datetime:
-        return self.clock()
+        """The sandbox's (Salto's) now: `clock` plus `config.clock_offset_seconds`."""
+        return self.clock() + timedelta(seconds=self.config.clock_offset_seconds)
 
     # --- persistence (the demo keeps IQ activations across restarts, as a real Salto site would) ----------
 
@@ -568,8 +594,14 @@ class SandboxState:
             return self._lock_json(self._lock_or_fail(lock_id))
 
     def entries_json(self) -> list[dict[str, Any]]:
+        """The entries visible now: each one `entries_delay_seconds` after its utc_date_time."""
         with self._lock:
-            return [dict(e) for e in self._world.entries]
+            visible_until = self.now() - timedelta(seconds=self.config.entries_delay_seconds)
+            return [
+                dict(e)
+                for e in self._world.entries
+                if datetime.fromisoformat(e["utc_date_time"].replace("Z", "+00:00")) <= visible_until
+            ]
 
     def get_secret(self, account: Account, iq_id: str) -> str:
         with self._lock:
