@@ -21,6 +21,12 @@ from rest_framework.views import APIView
 
 from bookings.models import Booking, BookingStatusChange
 from bookings.services import booking_change_status
+from integrations.idempotency import (
+    IDEMPOTENCY_ERROR,
+    IDEMPOTENCY_KEY_PARAMETER,
+    IDEMPOTENCY_KEY_REUSED_RESPONSE,
+    respond_idempotently,
+)
 from integrations.models import OpenRequest
 from integrations.selectors import OpenAssessor
 from integrations.serializers import (
@@ -84,10 +90,21 @@ class BookingDetail(APIView):
 
     @extend_schema(
         request=BookingStatusUpdateSerializer,
-        responses={200: BookingSerializer, 400: OpenApiResponse(description="Unknown or inactive status code")},
-        description="Change the booking's status (the same service as the admin; may open the door).",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={
+            200: BookingSerializer,
+            400: OpenApiResponse(description="Unknown or inactive status code, or a malformed Idempotency-Key"),
+            422: IDEMPOTENCY_KEY_REUSED_RESPONSE,
+        },
+        description=(
+            "Change the booking's status (the same service as the admin; may open the door). Safe to retry with "
+            "an `Idempotency-Key`."
+        ),
     )
     def patch(self, request: Request, pk: int) -> Response:
+        return respond_idempotently(request, route=f"bookings/{pk}", action=lambda: self._change_status(request, pk))
+
+    def _change_status(self, request: Request, pk: int) -> Response:
         booking = self._booking(pk)
         serializer = BookingStatusUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -106,16 +123,23 @@ class BookingOpen(APIView):
 
     @extend_schema(
         request=None,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             202: OpenRequestSerializer,
+            400: OpenApiResponse(IDEMPOTENCY_ERROR, description="A malformed Idempotency-Key"),
             409: OpenApiResponse(RefusalSerializer, description="Refused: the reason says why"),
+            422: IDEMPOTENCY_KEY_REUSED_RESPONSE,
         },
         description=(
             "Ask to open the booking's door now. 202: accepted (follow the open request); identical requests "
-            "within the dedupe window return the same open request. 409: refused, with the reason."
+            "within the dedupe window return the same open request. 409: refused, with the reason. Safe to "
+            "retry with an `Idempotency-Key`: the same key and body give the same answer and open request."
         ),
     )
     def post(self, request: Request, pk: int) -> Response:
+        return respond_idempotently(request, route=f"bookings/{pk}/open", action=lambda: self._open(request, pk))
+
+    def _open(self, request: Request, pk: int) -> Response:
         booking = get_object_or_404(Booking, pk=pk)
         result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.API, actor=request.user)
         open_request = OpenRequest.objects.select_related("integration", "actor").get(pk=result.open_request.pk)

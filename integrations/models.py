@@ -354,3 +354,5 @@ OPEN_REQUEST_AUDIT_FIELDS = (
     "finished_at",
     "duration_ms",
 )
+
+from integrations.idempotency import IdempotencyKey  # noqa: E402,F401  (registered with the app's models)

@@ -151,6 +151,9 @@ OPEN_FRESHNESS_SECONDS = env.number("OPEN_FRESHNESS_SECONDS", 120, minimum=5, ma
 OPEN_DEDUPE_SECONDS = env.number("OPEN_DEDUPE_SECONDS", 10, minimum=0, maximum=600)
 
 # --- REST API -------------------------------------------------------------------------------
+# How long an Idempotency-Key is remembered (integrations/idempotency.py); after it, the key is new again.
+IDEMPOTENCY_KEY_TTL_SECONDS = env.number("IDEMPOTENCY_KEY_TTL_SECONDS", 86400, minimum=60, maximum=7 * 86400)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",

@@ -1,0 +1,420 @@
+"""The `Idempotency-Key` header on the open and status-change endpoints: replay, reuse (422), per user, expiry,
+malformed keys, no header, the schema; and, on PostgreSQL, two requests with one new key at the same moment."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import respx
+import time_machine
+from django.db import connection, connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from bookings.models import Booking, BookingStatusChange
+from integrations.idempotency import IdempotencyKey, idempotency_keys_purge, request_fingerprint
+from integrations.models import OpenRequest
+from tests.fake_salto import salto_that_opens_the_front_door
+from tests.integrations.opening.builders import World, make_booking, make_user, make_world
+
+STAFF = "Booking staff"
+DAY = 86400
+
+
+def open_url(booking: Booking) -> str:
+    return f"/api/v1/bookings/{booking.pk}/open/"
+
+
+def detail_url(booking: Booking) -> str:
+    return f"/api/v1/bookings/{booking.pk}/"
+
+
+def api_for(username: str) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(make_user(username, group=STAFF))
+    return client
+
+
+def post_open(client: APIClient, booking: Booking, key: str | None = None, **extra: Any) -> Any:
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    return client.post(open_url(booking), **headers, **extra)
+
+
+def patch_status(client: APIClient, booking: Booking, code: int, key: str | None = None) -> Any:
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    return client.patch(detail_url(booking), {"status": code}, format="json", **headers)
+
+
+def status_changes(booking: Booking) -> int:
+    return BookingStatusChange.objects.filter(booking=booking, source=BookingStatusChange.Source.API).count()
+
+
+@pytest.fixture
+def salto(settings: Any) -> Iterator[respx.Router]:
+    with salto_that_opens_the_front_door(settings) as router:
+        yield router
+
+
+@pytest.fixture
+def no_dedupe(settings: Any) -> None:
+    # Without the service's own dedupe window a second open really would be a second open request, so these
+    # tests see the key doing the work.
+    settings.OPEN_DEDUPE_SECONDS = 0
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks: Any) -> Callable[[], Any]:
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.mark.django_db
+class TestIdempotencyKey:
+    @pytest.fixture(autouse=True)
+    def _world(self, salto: respx.Router, no_dedupe: None) -> None:
+        self.world: World = make_world()
+        self.salto = salto
+
+    # --- the same key and body: the stored answer, nothing runs again ----------------------------
+
+    def test_the_same_key_and_body_replay_the_open(self, on_commit: Callable[[], Any]) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        client = api_for("desk")
+
+        with on_commit():
+            first = post_open(client, booking, "open-1")
+        with on_commit():
+            second = post_open(client, booking, "open-1")
+
+        assert (first.status_code, second.status_code) == (202, 202)
+        assert second.content == first.content  # the same body, byte for byte: the same open request id
+        assert second.json()["id"] == first.json()["id"] == OpenRequest.objects.get().pk
+        assert second.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" not in first.headers
+        assert self.salto.routes["open"].call_count == 1
+
+        # a new key is a new request (the dedupe window is off here, so it is a second open request)
+        with on_commit():
+            third = post_open(client, booking, "open-2")
+        assert third.status_code == 202
+        assert third.json()["id"] != first.json()["id"]
+        assert OpenRequest.objects.count() == 2
+
+    def test_a_refusal_409_is_stored_and_replayed(self) -> None:
+        booking = make_booking(self.world, status=self.world.new)  # the status does not open the door
+        client = api_for("desk")
+
+        first = post_open(client, booking, "refused-1")
+        Booking.objects.filter(pk=booking.pk).update(status=self.world.paid)  # it would open now
+        second = post_open(client, booking, "refused-1")
+
+        assert (first.status_code, second.status_code) == (409, 409)
+        assert first.json()["code"] == "status_not_allowed"
+        assert second.content == first.content
+        assert second.headers["Idempotent-Replayed"] == "true"
+        assert OpenRequest.objects.count() == 1
+        assert self.salto.routes["open"].call_count == 0
+
+    def test_the_same_key_and_body_replay_the_status_change(self, on_commit: Callable[[], Any]) -> None:
+        booking = make_booking(self.world, status=self.world.new)
+        client = api_for("desk")
+
+        with on_commit():
+            first = patch_status(client, booking, 30, "patch-1")
+        booking.refresh_from_db()
+        assert booking.status == self.world.checkin  # paid, then opened, then checked in
+        with on_commit():
+            second = patch_status(client, booking, 30, "patch-1")
+
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.content == first.content
+        assert second.headers["Idempotent-Replayed"] == "true"
+        assert status_changes(booking) == 1  # without the key, the retry would move it back to paid
+        booking.refresh_from_db()
+        assert booking.status == self.world.checkin
+        assert OpenRequest.objects.count() == 1
+        assert self.salto.routes["open"].call_count == 1
+
+    def test_the_body_is_compared_as_canonical_json(self) -> None:
+        booking = make_booking(self.world, status=self.world.new)
+        client = api_for("desk")
+        url = detail_url(booking)
+
+        first = client.generic(
+            "PATCH", url, '{"status": 30}', content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"
+        )
+        second = client.generic(
+            "PATCH", url, '{\n  "status":30\n}', content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"
+        )
+
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.headers["Idempotent-Replayed"] == "true"
+        assert status_changes(booking) == 1
+
+    # --- the same key with another body or route: 422, nothing runs -----------------------------
+
+    def test_the_same_key_with_another_body_is_422(self) -> None:
+        booking = make_booking(self.world, status=self.world.new)
+        client = api_for("desk")
+        assert patch_status(client, booking, 30, "patch-1").status_code == 200
+        booking.refresh_from_db()
+        before = (booking.status_id, status_changes(booking), OpenRequest.objects.count())
+
+        reused = patch_status(client, booking, 70, "patch-1")
+
+        assert reused.status_code == 422
+        assert reused.json()["code"] == "idempotency_key_reused"
+        assert reused.json()["detail"]
+        booking.refresh_from_db()
+        assert (booking.status_id, status_changes(booking), OpenRequest.objects.count()) == before
+
+    def test_the_same_key_on_another_route_is_422(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        other = make_booking(self.world, status=self.world.paid)
+        client = api_for("desk")
+        assert post_open(client, booking, "key-1").status_code == 202
+
+        on_other_booking = post_open(client, other, "key-1")
+        on_patch = patch_status(client, booking, 70, "key-1")
+
+        assert (on_other_booking.status_code, on_patch.status_code) == (422, 422)
+        assert on_other_booking.json()["code"] == on_patch.json()["code"] == "idempotency_key_reused"
+        assert OpenRequest.objects.count() == 1
+        assert status_changes(booking) == 0
+
+    # --- per user ----------------------------------------------------------------------------
+
+    def test_another_user_may_use_the_same_key(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        desk, night = api_for("desk"), api_for("night")
+
+        first = post_open(desk, booking, "shared-key")
+        theirs = post_open(night, booking, "shared-key")
+
+        assert (first.status_code, theirs.status_code) == (202, 202)
+        assert "Idempotent-Replayed" not in theirs.headers
+        assert theirs.json()["id"] != first.json()["id"]
+        assert (first.json()["actor"], theirs.json()["actor"]) == ("desk", "night")
+        assert IdempotencyKey.objects.filter(key="shared-key").count() == 2
+        # and each user's retry replays their own answer
+        assert post_open(night, booking, "shared-key").json()["id"] == theirs.json()["id"]
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    def test_after_the_ttl_the_key_is_new_again(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid, hours=30)  # still open tomorrow
+        client = api_for("desk")
+
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            first = post_open(client, booking, "daily")
+            traveller.shift(timedelta(seconds=DAY - 1))
+            assert post_open(client, booking, "daily").headers["Idempotent-Replayed"] == "true"
+            traveller.shift(timedelta(seconds=1))  # 24 h after the first
+            again = post_open(client, booking, "daily")
+
+        assert again.status_code == 202
+        assert "Idempotent-Replayed" not in again.headers
+        assert again.json()["id"] != first.json()["id"]
+        assert OpenRequest.objects.count() == 2
+        [row] = IdempotencyKey.objects.all()  # the expired row was deleted when found, the new one kept
+        assert row.created_at > timezone.now() + timedelta(hours=23)
+
+    def test_the_ttl_is_a_setting(self, settings: Any, on_commit: Callable[[], Any]) -> None:
+        settings.IDEMPOTENCY_KEY_TTL_SECONDS = 600
+        booking = make_booking(self.world, status=self.world.new)
+        client = api_for("desk")
+
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            with on_commit():
+                patch_status(client, booking, 30, "short")
+            traveller.shift(timedelta(seconds=601))
+            with on_commit():
+                again = patch_status(client, booking, 30, "short")
+
+        assert "Idempotent-Replayed" not in again.headers
+        assert status_changes(booking) == 2  # checked in by the open, so paid again is a second change
+
+    def test_purge_deletes_only_expired_keys(self) -> None:
+        user = make_user("desk")
+        now = timezone.now()
+        old = IdempotencyKey.objects.create(
+            user=user, key="old", route="POST bookings/1/open", fingerprint="x", status_code=202, response_body="{}"
+        )
+        IdempotencyKey.objects.filter(pk=old.pk).update(created_at=now - timedelta(seconds=DAY))
+        IdempotencyKey.objects.create(
+            user=user, key="new", route="POST bookings/1/open", fingerprint="x", status_code=202, response_body="{}"
+        )
+
+        assert idempotency_keys_purge(now=now) == 1
+        assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
+
+    # --- what is not stored, and what is refused -------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "key",
+        ["", "with space", "tab\tkey", "x" * 256, "clé", "\x7f"],
+        ids=["empty", "space", "control", "too-long", "non-ascii", "del"],
+    )
+    def test_a_malformed_key_is_400_and_nothing_runs(self, key: str) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        client = api_for("desk")
+
+        opened = post_open(client, booking, key)
+        patched = patch_status(client, booking, 70, key)
+
+        assert (opened.status_code, patched.status_code) == (400, 400)
+        assert opened.json()["code"] == patched.json()["code"] == "idempotency_key_invalid"
+        assert "Idempotency-Key" in opened.json()["detail"]
+        assert not OpenRequest.objects.exists()
+        assert status_changes(booking) == 0
+        assert not IdempotencyKey.objects.exists()
+
+    def test_the_longest_key_is_accepted(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        key = "".join(chr(c) for c in range(0x21, 0x7F)) * 3  # every visible ASCII character
+        assert post_open(api_for("desk"), booking, key[:255]).status_code == 202
+
+    def test_a_client_error_is_not_stored_so_a_corrected_retry_runs(self) -> None:
+        booking = make_booking(self.world, status=self.world.new)
+        client = api_for("desk")
+
+        wrong = patch_status(client, booking, 999, "fix-me")
+        assert wrong.status_code == 400
+        assert not IdempotencyKey.objects.exists()
+
+        corrected = patch_status(client, booking, 30, "fix-me")
+        assert corrected.status_code == 200
+        assert "Idempotent-Replayed" not in corrected.headers
+        assert status_changes(booking) == 1
+
+    def test_a_404_is_not_stored(self) -> None:
+        client = api_for("desk")
+        assert client.post("/api/v1/bookings/999999/open/", HTTP_IDEMPOTENCY_KEY="k").status_code == 404
+        assert not IdempotencyKey.objects.exists()
+
+    def test_an_anonymous_or_forbidden_caller_never_reaches_the_key(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        assert APIClient().post(open_url(booking), HTTP_IDEMPOTENCY_KEY="k").status_code == 401
+        nobody = APIClient()
+        nobody.force_authenticate(make_user("nobody"))
+        assert nobody.post(open_url(booking), HTTP_IDEMPOTENCY_KEY="k").status_code == 403
+        assert not IdempotencyKey.objects.exists()
+
+    # --- without the header, nothing changes -------------------------------------------------
+
+    def test_without_the_header_nothing_is_stored(self) -> None:
+        booking = make_booking(self.world, status=self.world.paid)
+        client = api_for("desk")
+
+        first = post_open(client, booking)
+        second = post_open(client, booking)
+
+        assert (first.status_code, second.status_code) == (202, 202)
+        assert "Idempotent-Replayed" not in second.headers
+        assert first.json()["id"] != second.json()["id"]  # the dedupe window is off in these tests
+        assert not IdempotencyKey.objects.exists()
+
+
+# --- the fingerprint -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body_a", "body_b", "content_type", "same"),
+    [
+        ('{"a": 1, "b": [1, 2]}', '{"b":[1,2],"a":1}', "application/json", True),
+        ('{"a": 1}', '{"a": 2}', "application/json", False),
+        ('{"a": 1}', '{"a": 1}', "application/merge-patch+json; charset=utf-8", True),
+        ("{not json", "{not json ", "application/json", False),
+        ("a=1&b=2", "b=2&a=1", "application/x-www-form-urlencoded", False),
+        ("", "", "application/json", True),
+        ("", "{}", "application/json", False),
+    ],
+    ids=["json-key-order", "json-other-value", "json-suffix", "bad-json-raw", "form-raw", "empty", "empty-vs-{}"],
+)
+def test_the_fingerprint(body_a: str, body_b: str, content_type: str, same: bool) -> None:
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    def fingerprint(body: str) -> str:
+        raw = APIRequestFactory().generic("POST", "/x/", body, content_type=content_type)
+        return request_fingerprint(Request(raw))
+
+    assert (fingerprint(body_a) == fingerprint(body_b)) is same
+
+
+# --- the schema ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_header_on_both_operations() -> None:
+    client = APIClient()
+    client.force_authenticate(make_user("desk", group=STAFF))
+    paths = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+
+    for path, method in [("/api/v1/bookings/{id}/open/", "post"), ("/api/v1/bookings/{id}/", "patch")]:
+        operation = paths[path][method]
+        [header] = [p for p in operation["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+        assert header.get("required", False) is False  # optional (OpenAPI omits "required: false")
+        assert header["schema"]["type"] == "string"
+        assert "422" in operation["responses"]
+        assert "Idempotent-Replayed" in header["description"]
+    # the read is not a retryable write
+    assert not [p for p in paths["/api/v1/bookings/{id}/"]["get"].get("parameters", []) if p["in"] == "header"]
+
+
+# --- PostgreSQL: two requests with one new key at the same moment -----------------------------------
+
+
+def _run_together(count: int, work: Callable[[], Any]) -> list[Any]:
+    """Run WORK in COUNT threads released at once; each thread has (and closes) its own DB connection."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def thread_main() -> None:
+        try:
+            barrier.wait()
+            results.append(work())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=thread_main) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_new_key_open_once(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (real concurrent connections waiting on the unique index)")
+    from integrations.services import opening
+
+    settings.OPEN_DEDUPE_SECONDS = 0  # so only the key can collapse them
+    monkeypatch.setattr(opening, "open_request_enqueue", lambda **_: None)
+    world = make_world()
+    booking = make_booking(world, status=world.paid)
+    user = make_user("desk", group=STAFF)
+
+    def post() -> tuple[int, int, bool]:
+        client = APIClient()
+        client.force_authenticate(user)
+        response = post_open(client, booking, "same-moment")
+        return response.status_code, response.json()["id"], response.headers.get("Idempotent-Replayed") == "true"
+
+    results = _run_together(2, post)
+
+    assert OpenRequest.objects.count() == 1
+    assert [status for status, _, _ in results] == [202, 202]
+    assert {request_id for _, request_id, _ in results} == {OpenRequest.objects.get().pk}
+    assert sorted(replayed for _, _, replayed in results) == [False, True]
+    assert IdempotencyKey.objects.count() == 1
