@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 
 from bookings.admin import BookingAdmin
 from bookings.models import Booking
-from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenRequest
+from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
 from integrations.selectors import booking_open_assessment, open_requests_for_booking
 from integrations.services.opening import OpenRequestResult, open_request_create
 
@@ -41,6 +41,14 @@ def outcome_message(result: OpenRequestResult) -> tuple[int, str]:
         return messages.INFO, prefix + f"lock '{lock}' was opened just now (open request #{req.pk}); not sent again."
     if not result.created and req.state in (OpenRequest.State.PENDING, OpenRequest.State.SENDING):
         return messages.INFO, prefix + f"lock '{lock}' is already being opened (open request #{req.pk})."
+    if req.state == OpenRequest.State.UNCONFIRMED:
+        return messages.WARNING, prefix + (
+            f"lock '{lock}': Salto's answer was lost; whether the door opened is being checked in Salto's entries "
+            f"before anything is sent again (open request #{req.pk})."
+        )
+    if req.state == OpenRequest.State.PENDING and req.reason:
+        # Committed but not queued (the broker is down): it will still be sent, and staff should know why it waits.
+        return messages.WARNING, prefix + f"opening lock '{lock}' (open request #{req.pk}): {req.reason}"
     if req.state == OpenRequest.State.OPENED:
         return messages.SUCCESS, prefix + f"lock '{lock}' opened (open request #{req.pk})."
     if req.state in (OpenRequest.State.FAILED, OpenRequest.State.EXPIRED):
@@ -153,14 +161,57 @@ if admin.site.is_registered(Booking):
 admin.site.register(Booking, OpeningBookingAdmin)
 
 
+class OpenAttemptInline(admin.TabularInline[OpenAttempt, OpenRequest]):
+    """Every send of the request to Salto KS, with what came back (read-only: audit trail)."""
+
+    model = OpenAttempt
+    fields = (
+        "number",
+        "sent_at",
+        "answered_at",
+        "outcome",
+        "http_status",
+        "salto_error_code",
+        "salto_message",
+        "error_kind",
+        "duration_ms",
+    )
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "sends to Salto KS"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class OpenRequestAdmin(admin.ModelAdmin[OpenRequest]):
-    list_display = ["id", "created_at", "booking", "trigger", "actor", "lock_name", "rule", "state", "attempts"]
-    list_filter = ["state", "trigger", "rule", "integration"]
+    list_display = [
+        "id",
+        "created_at",
+        "booking",
+        "trigger",
+        "actor",
+        "lock_name",
+        "rule",
+        "state",
+        "attempts",
+        "confirmation",
+    ]
+    list_filter = ["state", "confirmation", "trigger", "rule", "integration"]
     list_select_related = ["booking", "actor"]
+    inlines = [OpenAttemptInline]
     search_fields = ["booking__customer_name", "lock_name", "reason", "salto_message"]
     date_hierarchy = "created_at"
-    readonly_fields = ["booking_link", *OPEN_REQUEST_AUDIT_FIELDS, "next_attempt_at"]
+    readonly_fields = ["booking_link", *OPEN_REQUEST_AUDIT_FIELDS, "salto_entry_ids", "next_attempt_at"]
     fields = tuple(readonly_fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OpenRequest]:
+        return super().get_queryset(request).prefetch_related("sends")
 
     @admin.display(description="booking")
     def booking_link(self, obj: OpenRequest) -> str:

@@ -142,7 +142,11 @@ class BookingOpen(APIView):
     def _open(self, request: Request, pk: int) -> Response:
         booking = get_object_or_404(Booking, pk=pk)
         result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.API, actor=request.user)
-        open_request = OpenRequest.objects.select_related("integration", "actor").get(pk=result.open_request.pk)
+        open_request = (
+            OpenRequest.objects.select_related("integration", "actor")
+            .prefetch_related("sends")
+            .get(pk=result.open_request.pk)
+        )
         data = OpenRequestSerializer(open_request).data
         if open_request.state == OpenRequest.State.REFUSED:
             return Response(
@@ -156,4 +160,4 @@ class OpenRequestDetail(generics.RetrieveAPIView[OpenRequest]):
     authentication_classes = AUTHENTICATION
     permission_classes = [IsAuthenticated, requires("integrations.view_openrequest")]
     serializer_class = OpenRequestSerializer
-    queryset = OpenRequest.objects.select_related("integration", "actor")
+    queryset = OpenRequest.objects.select_related("integration", "actor").prefetch_related("sends")

@@ -90,6 +90,10 @@ class Integration(models.Model):
 
     is_active = models.BooleanField("Active", default=False)
 
+    # The account's platform user id (GET /v1.1/me): the user_id of the entries its remote opens leave in Salto,
+    # read once when an open is first checked against the entries; cleared with the identity.
+    salto_user_id = models.CharField(max_length=64, blank=True, default="")
+
     # Results of the last lock refresh and health check (Activity)
     locks_refreshed_at = models.DateTimeField(null=True, blank=True)
     locks_refresh_message = models.TextField(blank=True, default="")
@@ -189,12 +193,15 @@ class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
     that the machine does not have (see TRANSITIONS) raises IllegalTransition before touching the database.
 
         pending ──claim──▶ sending ──finish──▶ opened | failed | refused | expired
-           ▲                  │
-           └───retry_later────┘          pending ──expire_stale──▶ expired
-                                         sending ──abandon_stale─▶ failed
+           ▲                │  ▲
+           └──retry_later───┘  └──claim_unconfirmed── unconfirmed ◀──hold_unconfirmed── sending
+        pending ──expire_stale──▶ expired          sending ──abandon_stale──▶ unconfirmed
+
+    A worker holding a row in `sending` holds it for SENDING_LEASE_SECONDS (kept in next_attempt_at): past
+    that, the sweeper takes it as abandoned (the worker died) and Salto's entries decide what happened.
     """
 
-    def claim(self, pk: int, *, fresh_since: datetime, due_before: datetime) -> bool:
+    def claim(self, pk: int, *, fresh_since: datetime, due_before: datetime, lease_until: datetime) -> bool:
         """pending → sending for the one caller that gets there first, if still fresh and due."""
         State = OpenRequest.State
         _check(State.PENDING, State.SENDING)
@@ -202,9 +209,30 @@ class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
         claimed = (
             self.filter(pk=pk, state=State.PENDING, created_at__gte=fresh_since)
             .filter(due)
-            .update(state=State.SENDING, attempts=models.F("attempts") + 1, next_attempt_at=None)
+            .update(state=State.SENDING, next_attempt_at=lease_until)
         )
         return bool(claimed)
+
+    def claim_unconfirmed(self, pk: int, *, due_before: datetime, lease_until: datetime) -> bool:
+        """unconfirmed → sending, to ask Salto's entries (and maybe send again), once its check is due."""
+        State = OpenRequest.State
+        _check(State.UNCONFIRMED, State.SENDING)
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=due_before)
+        claimed = (
+            self.filter(pk=pk, state=State.UNCONFIRMED)
+            .filter(due)
+            .update(state=State.SENDING, next_attempt_at=lease_until)
+        )
+        return bool(claimed)
+
+    def hold_unconfirmed(self, pk: int, *, check_at: datetime, reason: str, outcome_code: str, **fields: Any) -> bool:
+        """sending → unconfirmed: whether the door opened is unknown until Salto's entries say (at CHECK_AT)."""
+        State = OpenRequest.State
+        _check(State.SENDING, State.UNCONFIRMED)
+        updated = self.filter(pk=pk, state=State.SENDING).update(
+            state=State.UNCONFIRMED, next_attempt_at=check_at, reason=reason, outcome_code=outcome_code, **fields
+        )
+        return bool(updated)
 
     def finish(self, pk: int, state: str, *, reason: str, outcome_code: str, now: datetime, **fields: Any) -> bool:
         """sending → a final state (opened, failed, refused, expired); False if the row is no longer sending."""
@@ -235,22 +263,38 @@ class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
             rows = rows.filter(pk=pk)
         return rows.update(state=State.EXPIRED, reason=reason, outcome_code="expired", finished_at=now)
 
-    def abandon_stale(self, *, created_before: datetime, reason: str, now: datetime) -> int:
-        """sending → failed for rows whose worker died mid-send (created before CREATED_BEFORE)."""
+    def abandon_stale(self, *, now: datetime, unleased_before: datetime, reason: str) -> list[int]:
+        """sending → unconfirmed for rows whose worker's lease ran out (it died mid-send, or mid-check).
+
+        A row without a lease (claimed by an older version) counts as abandoned once created before
+        UNLEASED_BEFORE. The door may or may not have opened: the entries check that follows decides, never a
+        blind resend.
+        """
         State = OpenRequest.State
-        _check(State.SENDING, State.FAILED)
-        return self.filter(state=State.SENDING, created_at__lt=created_before).update(
-            state=State.FAILED, outcome_code="abandoned", finished_at=now, reason=reason
-        )
+        _check(State.SENDING, State.UNCONFIRMED)
+        lapsed = Q(next_attempt_at__lt=now) | Q(next_attempt_at__isnull=True, created_at__lt=unleased_before)
+        pks = list(self.filter(lapsed, state=State.SENDING).values_list("pk", flat=True))
+        taken = self.filter(lapsed, pk__in=pks, state=State.SENDING)
+        taken.update(state=State.UNCONFIRMED, outcome_code="abandoned", next_attempt_at=now, reason=reason)
+        return pks
 
     def mark_due(self, pk: int, *, overdue_before: datetime, now: datetime) -> bool:
-        """A pending row whose message was lost (due before OVERDUE_BEFORE) is due now; not a state change.
+        """A pending or unconfirmed row whose message was lost is due now; not a state change.
 
         Bumping the due time first means two sweepers do not both queue it.
         """
         State = OpenRequest.State
         overdue = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=overdue_before)
-        return bool(self.filter(pk=pk, state=State.PENDING).filter(overdue).update(next_attempt_at=now))
+        waiting = self.filter(pk=pk, state__in=[State.PENDING, State.UNCONFIRMED]).filter(overdue)
+        return bool(waiting.update(next_attempt_at=now))
+
+    def record_confirmation(self, pk: int, *, confirmation: str, entry_ids: list[str], now: datetime) -> bool:
+        """What Salto's entries say of an opened request (not a state change: it stays opened)."""
+        State = OpenRequest.State
+        updated = self.filter(pk=pk, state=State.OPENED).update(
+            confirmation=confirmation, salto_entry_ids=entry_ids, confirmed_at=now
+        )
+        return bool(updated)
 
 
 def _check(source: str, target: str) -> None:
@@ -269,10 +313,17 @@ class OpenRequest(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         SENDING = "sending", "Sending"
+        UNCONFIRMED = "unconfirmed", "Unconfirmed (asking Salto's entries)"
         OPENED = "opened", "Opened"
         FAILED = "failed", "Failed"
         REFUSED = "refused", "Refused"
         EXPIRED = "expired", "Expired"
+
+    class Confirmation(models.TextChoices):
+        NOT_CHECKED = "", "Not checked"
+        CONFIRMED = "confirmed", "Confirmed by Salto's entries"
+        NO_RECORD = "no_record", "Salto has no record of this open"
+        DOUBLE = "double", "Double open: Salto recorded more than one"
 
     class Rule(models.TextChoices):
         OBJECT = "object", "Object's own mapping"
@@ -293,7 +344,6 @@ class OpenRequest(models.Model):
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
     reason = models.TextField(blank=True, default="", help_text="Why it was refused, failed or expired.")
-    attempts = models.PositiveIntegerField(default=0)
     salto_http_status = models.PositiveIntegerField(null=True, blank=True)
     salto_error_code = models.CharField(max_length=20, blank=True, default="")
     salto_message = models.TextField(blank=True, default="")
@@ -305,7 +355,12 @@ class OpenRequest(models.Model):
     outcome_code = models.CharField(max_length=40, blank=True, default="")
     # When a pending row is due to be sent (now, or after a retry's backoff); the sweeper re-queues rows
     # overdue by more than its grace period, so a message lost by the broker cannot strand a guest.
+    # While sending: the end of the worker's lease on the row (the sweeper takes it back after that).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # What Salto's entries say: the door's own record of the open, matched to this request.
+    confirmation = models.CharField(max_length=20, choices=Confirmation.choices, blank=True, default="")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    salto_entry_ids = models.JSONField(default=list, blank=True)
 
     objects = OpenRequestQuerySet.as_manager()
 
@@ -317,14 +372,50 @@ class OpenRequest(models.Model):
     def __str__(self) -> str:
         return f"Open request #{self.pk} ({self.get_state_display()})"
 
+    @property
+    def attempts(self) -> int:
+        """How many times it was sent (or tried to be): its OpenAttempt rows (prefetch `sends` for lists)."""
+        return len(self.sends.all())
+
+
+class OpenAttempt(models.Model):
+    """One send of an open request to Salto KS, with what came back."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted (Salto opened)"
+        REJECTED = "rejected", "Rejected by Salto"
+        UNCLEAR = "unclear", "Unclear (no readable answer)"
+        NOT_SENT = "not_sent", "Not sent"
+
+    open_request = models.ForeignKey(OpenRequest, on_delete=models.CASCADE, related_name="sends")
+    number = models.PositiveIntegerField()
+    sent_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    # Unclear until an answer says otherwise: a worker that dies mid-send leaves exactly that behind.
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.UNCLEAR)
+    http_status = models.PositiveIntegerField(null=True, blank=True)
+    salto_error_code = models.CharField(max_length=20, blank=True, default="")
+    salto_message = models.TextField(blank=True, default="")
+    error_kind = models.CharField(max_length=40, blank=True, default="")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["open_request", "number"]
+        constraints = [models.UniqueConstraint(fields=["open_request", "number"], name="one_attempt_per_number")]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of open request #{self.open_request_id}: {self.get_outcome_display()}"
+
 
 # Which state an open request may move to from which (OpenRequestQuerySet enforces it). A new row starts as
 # pending, or as refused when the policy said no; refused, opened, failed and expired are final.
 TRANSITIONS: dict[str, frozenset[str]] = {
     OpenRequest.State.PENDING: frozenset({OpenRequest.State.SENDING, OpenRequest.State.EXPIRED}),
+    OpenRequest.State.UNCONFIRMED: frozenset({OpenRequest.State.SENDING}),
     OpenRequest.State.SENDING: frozenset(
         {
             OpenRequest.State.PENDING,
+            OpenRequest.State.UNCONFIRMED,
             OpenRequest.State.OPENED,
             OpenRequest.State.FAILED,
             OpenRequest.State.REFUSED,
@@ -346,6 +437,8 @@ OPEN_REQUEST_AUDIT_FIELDS = (
     "reason",
     "outcome_code",
     "attempts",
+    "confirmation",
+    "confirmed_at",
     "salto_http_status",
     "salto_error_code",
     "salto_message",

@@ -145,11 +145,17 @@ def booking_open_assessment(*, booking: Booking, now: datetime | None = None) ->
 
 
 def open_requests_for_booking(*, booking: Booking, limit: int = 20) -> QuerySet[OpenRequest]:
-    return OpenRequest.objects.filter(booking=booking).select_related("actor", "integration")[:limit]
+    return (
+        OpenRequest.objects.filter(booking=booking).select_related("actor", "integration").prefetch_related("sends")
+    )[:limit]
 
 
 def open_requests_recent(*, integration: Integration, limit: int = 25) -> QuerySet[OpenRequest]:
-    return OpenRequest.objects.filter(integration=integration).select_related("booking", "actor")[:limit]
+    return (
+        OpenRequest.objects.filter(integration=integration)
+        .select_related("booking", "actor")
+        .prefetch_related("sends")[:limit]
+    )
 
 
 # --- The console -----------------------------------------------------------------------------------------

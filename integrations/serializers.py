@@ -7,17 +7,36 @@ from typing import Any
 from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus
-from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenRequest
+from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
 from integrations.selectors import OpenAssessor
+
+
+class OpenAttemptSerializer(serializers.ModelSerializer[OpenAttempt]):
+    class Meta:
+        model = OpenAttempt
+        fields = [
+            "number",
+            "sent_at",
+            "answered_at",
+            "outcome",
+            "http_status",
+            "salto_error_code",
+            "salto_message",
+            "error_kind",
+            "duration_ms",
+        ]
+        read_only_fields = fields
 
 
 class OpenRequestSerializer(serializers.ModelSerializer[OpenRequest]):
     actor: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     integration_needs_reactivation = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField(read_only=True, help_text="How many times it was sent: the sends below.")
+    sends = OpenAttemptSerializer(many=True, read_only=True, help_text="Every send to Salto KS, oldest first.")
 
     class Meta:
         model = OpenRequest
-        fields = ["id", "booking", *OPEN_REQUEST_AUDIT_FIELDS, "integration_needs_reactivation"]
+        fields = ["id", "booking", *OPEN_REQUEST_AUDIT_FIELDS, "sends", "integration_needs_reactivation"]
         read_only_fields = fields
 
     def get_integration_needs_reactivation(self, obj: OpenRequest) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from integrations.models import Integration
+from integrations.services.confirming import open_request_confirm
 from integrations.services.console import locks_refresh
 from integrations.services.health import integration_health_check
 from integrations.services.opening import PERFORM_OPEN_TASK, open_request_perform, open_requests_sweep
@@ -30,9 +31,15 @@ logger = logging.getLogger(__name__)
 )
 def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
     outcome = open_request_perform(open_request_id=open_request_id)
+    if outcome.confirm_in is not None and not self.request.is_eager:
+        confirm_open.apply_async(args=(open_request_id,), countdown=outcome.confirm_in)
+    elif outcome.confirm_in is not None:
+        # Without a broker (the demo) one look now; a later one needs a worker and beat.
+        confirm_open.apply(args=(open_request_id,), kwargs={"again": False})
     if outcome.retry_in is not None and self.request.is_eager:
         # Without a broker (the demo) a countdown is ignored; wait here so Retry-After is still honoured.
-        # The wait is bounded: the service never schedules a retry past the freshness limit.
+        # The wait is bounded: the service never schedules a retry past the freshness limit, and an entries
+        # check gives up after its grace period.
         time.sleep(outcome.retry_in)
     if outcome.retry_in is not None:
         # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
@@ -43,6 +50,16 @@ def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
         if delivery_info.get("routing_key"):
             options["queue"] = delivery_info["routing_key"]
         perform_open.apply_async(args=(open_request_id,), **options)
+
+
+@shared_task(
+    bind=True, name="integrations.confirm_open", acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45
+)
+def confirm_open(self: Task[Any, Any], open_request_id: int, again: bool = True) -> None:
+    """Check an opened request against Salto's entries; look again later while they may still lag."""
+    retry_in = open_request_confirm(open_request_id=open_request_id)
+    if retry_in is not None and again and not self.request.is_eager:
+        confirm_open.apply_async(args=(open_request_id,), countdown=retry_in)
 
 
 @shared_task(

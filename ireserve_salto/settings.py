@@ -104,7 +104,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# A message taken by a worker that died comes back after this long: well inside the 120 s freshness limit (the
+# sweeper, every 15 s, re-queues lost messages too). Countdowns longer than this may be delivered twice, which
+# the conditional claim makes harmless.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
 CELERY_TIMEZONE = "UTC"
 # The queue of the door-opening task ("" = Celery's default queue): a deployment can give opens workers of
 # their own, so a long lock-list refresh never delays a door. Routed by ireserve_salto.celery.route_task.
@@ -149,6 +152,12 @@ SALTO_KS_HTTP_TIMEOUT_SECONDS = env.number("SALTO_KS_HTTP_TIMEOUT_SECONDS", 10, 
 # --- Opening doors --------------------------------------------------------------------------
 OPEN_FRESHNESS_SECONDS = env.number("OPEN_FRESHNESS_SECONDS", 120, minimum=5, maximum=3600)
 OPEN_DEDUPE_SECONDS = env.number("OPEN_DEDUPE_SECONDS", 10, minimum=0, maximum=600)
+# A send whose answer was lost is settled by Salto's entries: looked at every POLL seconds, and only when they
+# show nothing for GRACE seconds after the last send (entries may lag) is it sent again, inside the freshness.
+OPEN_ENTRIES_GRACE_SECONDS = env.number("OPEN_ENTRIES_GRACE_SECONDS", 20, minimum=0, maximum=600)
+OPEN_ENTRIES_POLL_SECONDS = env.number("OPEN_ENTRIES_POLL_SECONDS", 3, minimum=1, maximum=60)
+# Check every open against Salto's entries afterwards: confirmed, "no record", or a double open.
+OPEN_CONFIRM_OPENS = env.flag("OPEN_CONFIRM_OPENS", True)
 
 # --- REST API -------------------------------------------------------------------------------
 # How long an Idempotency-Key is remembered (integrations/idempotency.py); after it, the key is new again.

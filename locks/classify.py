@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,19 +41,51 @@ _WORDS: tuple[tuple[str, type[errors.SaltoPermanentError]], ...] = (
 )
 
 
+# Failures that happen before a byte of the request reached Salto: it cannot have acted on it.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+
+# The largest wait a Retry-After may ask of us; anything beyond (1e20, inf) is clamped here, and the caller
+# clamps again to what its own deadline allows.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _not_sent(exc: errors.SaltoError) -> errors.SaltoError:
+    exc.sent = False
+    return exc
+
+
 def transport_error(exc: httpx2.TransportError, *, identity: bool) -> errors.SaltoError:
-    """No answer at all: a timeout or a connection that failed. Always transient."""
+    """No readable answer: a timeout or a connection that failed. Always transient.
+
+    For the API, a failure once the request may have been written (read timeout, connection closed or reset
+    while waiting for the answer) is OutcomeUnknown: Salto may have acted. Connecting failed: it did not.
+    """
+    # The token request is never the command itself: whatever happened to it, the command was not sent.
     if identity:
         if isinstance(exc, httpx2.TimeoutException):
-            return errors.IdentityUnreachable("The Salto KS identity server did not answer in time")
-        return errors.IdentityUnreachable(f"Cannot reach the Salto KS identity server ({type(exc).__name__})")
+            return _not_sent(errors.IdentityUnreachable("The Salto KS identity server did not answer in time"))
+        return _not_sent(
+            errors.IdentityUnreachable(f"Cannot reach the Salto KS identity server ({type(exc).__name__})")
+        )
+    if isinstance(exc, _NOT_SENT):
+        if isinstance(exc, httpx2.TimeoutException):
+            return _not_sent(
+                errors.SaltoTransientError("Salto KS could not be reached in time", kind="connect_timeout")
+            )
+        return _not_sent(
+            errors.SaltoTransientError(f"Cannot reach Salto KS ({type(exc).__name__})", kind="connection_error")
+        )
     if isinstance(exc, httpx2.TimeoutException):
-        return errors.SaltoTransientError("Salto KS did not answer in time", kind="timeout")
-    return errors.SaltoTransientError(f"Cannot reach Salto KS ({type(exc).__name__})", kind="connection_error")
+        return errors.OutcomeUnknown("Salto KS did not answer in time", kind="timeout")
+    return errors.OutcomeUnknown(f"The connection to Salto KS was lost ({type(exc).__name__})", kind="connection_lost")
 
 
 def token_error(response: httpx2.Response, *, scrub: Scrub) -> errors.SaltoError:
-    """A non-2xx answer of the identity server's token endpoint."""
+    """A non-2xx answer of the identity server's token endpoint (so the command itself was not sent)."""
+    return _not_sent(_token_error(response, scrub=scrub))
+
+
+def _token_error(response: httpx2.Response, *, scrub: Scrub) -> errors.SaltoError:
     status = response.status_code
     text = scrub(response.text)
     try:
@@ -92,11 +125,20 @@ def api_error(
     code, message = error_fields(response)
     message = scrub(message)
     detail: dict[str, Any] = {"http_status": status, "error_code": code, "salto_message": message or None}
-    if status == 429 or status >= 500:
+    if status == 429:
+        # A rate limiter answers before the command runs: refused, clearly not acted on (§3.4).
         return errors.SaltoTransientError(
-            "Salto KS is rate limiting" if status == 429 else None,
+            "Salto KS is rate limiting",
             retry_after=retry_after(response.headers.get("Retry-After")),
-            kind="rate_limited" if status == 429 else "server_error",
+            kind="rate_limited",
+            **detail,
+        )
+    if status >= 500:
+        # A server error may come after the command ran (the door opened, then the answer failed).
+        return errors.OutcomeUnknown(
+            "Salto KS answered with a server error",
+            retry_after=retry_after(response.headers.get("Retry-After")),
+            kind="server_error",
             **detail,
         )
     if status == 401:
@@ -152,19 +194,39 @@ def short(text: str) -> str:
     return text[:MAX_MESSAGE_CHARS] + ("…" if len(text) > MAX_MESSAGE_CHARS else "")
 
 
-def retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (either delta-seconds or an HTTP date)."""
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds in [0, MAX_RETRY_AFTER_SECONDS] (delta-seconds or an HTTP date); None if unreadable.
+
+    Read defensively: a negative value or a date in the past is 0, a huge value or `inf` is the cap, NaN and
+    anything else unreadable is None (no advice).
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+def server_date(response: httpx2.Response) -> datetime | None:
+    """The moment Salto's server says it answered (its Date header), or None when missing or unreadable."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -10,6 +10,7 @@ Reference: docs/salto-ks.md (sections cited above each call).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import ssl
@@ -24,10 +25,12 @@ import httpx2
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from django.conf import settings
+from django.core.cache import cache as default_cache
 from django.core.cache.backends.base import BaseCache
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from locks import classify, errors
+from locks.clock import ClockReading, known_offset, record_offset, salto_time
 from locks.environments import Environment, endpoints_for
 from locks.otp import compute_otp, is_valid_pin, pin_delta
 from locks.schemas import (
@@ -36,6 +39,7 @@ from locks.schemas import (
     ActivatedIQ,
     Entry,
     Lock,
+    Me,
     PinRequestResult,
     PinResponse,
     SecretResponse,
@@ -108,6 +112,8 @@ class SaltoClient:
             verify=_tls_context(),
         )
         self._oauth.register_compliance_hook("access_token_response", self._check_token_response)
+        self._cache: BaseCache = cache if cache is not None else default_cache
+        self.clock: ClockReading | None = None
         self.tokens = TokenProvider(
             fetch=self._request_token,
             cache=cache,
@@ -179,10 +185,15 @@ class SaltoClient:
         )
 
     def _check_token_response(self, response: httpx2.Response) -> httpx2.Response:
+        self._note_clock(response)
         if 200 <= response.status_code < 300:
             return response
         self._log("POST", str(response.request.url), response.status_code, None)
         raise classify.token_error(response, scrub=self._scrub)
+
+    def get_me(self) -> Me:
+        # Reference: docs/salto-ks.md §8 (GET /v1.1/me: the platform user, whose id entries carry as user_id).
+        return _parse(Me, self._call("GET", "/me"))
 
     # --- Sites ----------------------------------------------------------------------------------
 
@@ -275,7 +286,7 @@ class SaltoClient:
         current_pin: str,
         new_pin: str,
         at: datetime | None = None,
-    ) -> None:
+    ) -> int:
         """Complete the IQ activation: prove the current PIN with an OTP and set NEW_PIN via the delta.
 
         Reference: docs/salto-ks.md §7.3 step 3 (PUT …/iqs/{iq}/pin {"otp", "delta"} → 204), §0 (delta).
@@ -284,15 +295,17 @@ class SaltoClient:
             raise errors.InvalidInput("The current and new IQ PIN must be four digits")
         if not secret:
             raise errors.InvalidInput("The IQ secret is missing")
-        otp = compute_otp(secret=secret, pin=current_pin, at=at or datetime.now(UTC))
+        otp = compute_otp(secret=secret, pin=current_pin, at=at or self.salto_now())
         body = {"otp": otp, "delta": pin_delta(old_pin=current_pin, new_pin=new_pin)}
-        self._call(
+        response = self._call(
             "PUT",
             f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin",
             json_body=body,
             not_found=errors.IQNotFound,
             secrets=(secret, current_pin, new_pin, otp),
         )
+        _require_answer(response, doing="Set PIN")
+        return response.status_code
 
     def list_activated_iqs(self, site_id: str) -> list[ActivatedIQ]:
         # Reference: docs/salto-ks.md §7.3 (GET /v1.1/me/{site}/activated_iqs).
@@ -313,8 +326,11 @@ class SaltoClient:
         pin: str,
         at: datetime | None = None,
         not_after: datetime | None = None,
-    ) -> None:
-        """Remote open with a fresh OTP. Any 2xx is success (the body is undocumented, §7.1).
+    ) -> int:
+        """Remote open with a fresh OTP; returns Salto's HTTP status.
+
+        A 2xx with an empty or JSON body is success (the body is undocumented, §7.1); a 2xx with anything else
+        (an HTML page, broken JSON) is OutcomeUnknown, like a 5xx or a read timeout.
 
         Reference: docs/salto-ks.md §7.1 (PATCH …/locks/{lock}/locking {"locked_state": "unlocked", "otp"}).
         Never retried here: a rejected OTP counts towards otp_blocked (§3.4). With NOT_AFTER, the command is
@@ -326,8 +342,8 @@ class SaltoClient:
             raise errors.InvalidInput("The IQ PIN must be four digits")
         if not secret:
             raise errors.InvalidInput("The IQ secret is missing")
-        otp = compute_otp(secret=secret, pin=pin, at=at or datetime.now(UTC))
-        self._call(
+        otp = compute_otp(secret=secret, pin=pin, at=at or self.salto_now())
+        response = self._call(
             "PATCH",
             f"/sites/{_id(site_id)}/locks/{_id(lock_id)}/locking",
             json_body={"locked_state": "unlocked", "otp": otp},
@@ -335,21 +351,55 @@ class SaltoClient:
             secrets=(secret, pin, otp),
             not_after=not_after,
         )
+        _require_answer(response, doing="the open")
+        return response.status_code
 
     # --- Entries --------------------------------------------------------------------------------
 
-    def list_entries(self, site_id: str, *, since: datetime) -> list[Entry]:
-        """Entries at or after SINCE, newest first.
+    def list_entries(self, site_id: str, *, since: datetime, lock_id: str | None = None) -> list[Entry]:
+        """Entries at or after SINCE (of LOCK_ID only, if given), newest first, every page.
 
-        Reference: docs/salto-ks.md §8 (GET /v1.1/sites/{site}/entries), §3.2 ($filter DateTime'…').
+        Reference: docs/salto-ks.md §8 (GET /v1.1/sites/{site}/entries → {items, continuation_token}), §3.2
+        ($filter DateTime'…'). How the continuation token goes back is unknown for Connect (unknown 10): it is
+        sent both as the `continuation_token` query parameter and as the CLP-Continuation-Token header (the
+        Hardware API's way), and paging stops at MAX_PAGES or when a token repeats.
         """
         if since.tzinfo is None:
             raise errors.InvalidInput("since must be an aware datetime")
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        params = {"$filter": f"utc_date_time ge DateTime'{stamp}'", "$orderby": "utc_date_time desc"}
-        entries = self._get_all(f"/sites/{_id(site_id)}/entries", Entry, params=params)
+        clauses = [f"utc_date_time ge DateTime'{stamp}'"]
+        if lock_id is not None:
+            clauses.insert(0, f"lock_id eq '{_id(lock_id)}'")
+        params = {"$filter": " and ".join(clauses), "$orderby": "utc_date_time desc", "$top": "100"}
+        path = f"/sites/{_id(site_id)}/entries"
+        entries: list[Entry] = []
+        seen: set[str] = set()
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            page_params = {**params, "continuation_token": token} if token else params
+            headers = {"CLP-Continuation-Token": token} if token else None
+            response = self._call("GET", path, params=page_params, headers=headers)
+            body = classify.json_or_none(response)
+            if isinstance(body, list):
+                raw, token = body, None
+            elif isinstance(body, dict) and isinstance(body.get("items"), list):
+                raw, token = body["items"], body.get("continuation_token") or None
+            else:
+                raise errors.UnexpectedResponse("Salto KS answered the entries without a list", http_status=200)
+            entries.extend(_parse_list(Entry, raw, response.status_code))
+            if not token:
+                break
+            if token in seen:
+                raise errors.UnexpectedResponse("Salto KS entries repeat a continuation token; stopping")
+            seen.add(str(token))
+        else:
+            raise errors.UnexpectedResponse(f"Salto KS entries exceeded {MAX_PAGES} pages; stopping")
         # If the server ignored the filter we still only return what was asked for.
-        return [e for e in entries if _aware(e.utc_date_time) >= since]
+        return [
+            e
+            for e in entries
+            if _aware(e.utc_date_time) >= since and (lock_id is None or e.lock_id is None or e.lock_id == lock_id)
+        ]
 
     # --- Plumbing -------------------------------------------------------------------------------
 
@@ -407,6 +457,7 @@ class SaltoClient:
         path_or_url: str,
         *,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
         not_found: type[errors.SaltoPermanentError] | None = None,
         secrets: Iterable[str] = (),
@@ -415,12 +466,16 @@ class SaltoClient:
         """One API call with the bearer token; a 401 drops the token and retries exactly once."""
         url = path_or_url if "://" in path_or_url else self.endpoints.api_url + API_PREFIX + path_or_url
         token = self.tokens.get()
-        response = self._send(method, url, token, params, json_body, timeout=self._timeout_until(not_after))
+        response = self._send(
+            method, url, token, params, json_body, headers=headers, timeout=self._timeout_until(not_after)
+        )
         if response.status_code == 401:
             # Tokens can be revoked or expire early (clock skew, password change): re-authenticate once.
             self.tokens.invalidate(token)
             token = self.tokens.get()
-            response = self._send(method, url, token, params, json_body, timeout=self._timeout_until(not_after))
+            response = self._send(
+                method, url, token, params, json_body, headers=headers, timeout=self._timeout_until(not_after)
+            )
             if response.status_code == 401:
                 raise errors.SaltoAuthError(
                     "Salto KS rejected a freshly issued token", reason="unauthorized", http_status=401
@@ -447,19 +502,38 @@ class SaltoClient:
         params: dict[str, str] | None,
         json_body: dict[str, Any] | None,
         *,
+        headers: dict[str, str] | None = None,
         timeout: httpx2.Timeout | None = None,
     ) -> httpx2.Response:
-        headers = {"Authorization": f"Bearer {token.access_token.get_secret_value()}"}
+        request_headers = {**(headers or {}), "Authorization": f"Bearer {token.access_token.get_secret_value()}"}
         started = time.monotonic()
         try:
             response = self._http.request(
-                method, url, params=params, json=json_body, headers=headers, timeout=timeout or self._timeout
+                method, url, params=params, json=json_body, headers=request_headers, timeout=timeout or self._timeout
             )
         except httpx2.TransportError as exc:
             self._log(method, url, None, started)
             raise classify.transport_error(exc, identity=False) from None
         self._log(method, url, response.status_code, started)
+        self._note_clock(response)
         return response
+
+    # --- Salto's clock ----------------------------------------------------------------------------
+
+    def _note_clock(self, response: httpx2.Response) -> None:
+        server_date = classify.server_date(response)
+        if server_date is not None:
+            self.clock = record_offset(
+                self._cache, self.endpoints.api_url, server_date=server_date, received_at=datetime.now(UTC)
+            )
+
+    def clock_reading(self) -> ClockReading | None:
+        """The last measured offset of Salto's clock (this client's, else the one any process last measured)."""
+        return self.clock or known_offset(self._cache, self.endpoints.api_url)
+
+    def salto_now(self) -> datetime:
+        """Now at Salto: the moment an OTP is computed for (docs/salto-ks.md §7.2)."""
+        return salto_time(self.clock_reading())
 
     def _raise_for(
         self,
@@ -522,3 +596,21 @@ def _fields(exc: ValidationError) -> str:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _require_answer(response: httpx2.Response, *, doing: str) -> None:
+    """A 2xx counts as an answer only with no body or a JSON one; an HTML page or broken JSON does not.
+
+    Such a body means something between us and Salto answered (a proxy, a maintenance page), or Salto's
+    answer was cut: whether the command ran is unknown.
+    """
+    if response.status_code == 204 or not response.content.strip():
+        return
+    try:
+        json.loads(response.content)
+    except ValueError:
+        raise errors.OutcomeUnknown(
+            f"Salto KS answered {doing} with a body that is not JSON",
+            http_status=response.status_code,
+            kind="unreadable_answer",
+        ) from None

@@ -23,7 +23,8 @@ AuthReason = Literal["invalid_client", "invalid_grant", "invalid_scope", "identi
 class SaltoError(Exception):
     kind: str = "salto_error"
     summary: str = "Salto KS request failed"
-    # False when the request never left this process (refused input, deadline passed): Salto did nothing.
+    # False when the command never reached Salto's API (refused input, deadline passed, a connection that
+    # failed to open, a failed token request): Salto cannot have acted on it.
     sent: bool = True
 
     def __init__(
@@ -90,6 +91,18 @@ class SaltoTransientError(SaltoError):
     def __init__(self, summary: str | None = None, *, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(summary, **kwargs)  # type: ignore[arg-type]
+
+
+class OutcomeUnknown(SaltoTransientError):
+    """The request may have reached Salto and been acted on, but no readable answer came back.
+
+    A timeout after the request was written, a connection lost after sending, a 5xx, a 2xx whose body cannot
+    be read. For a command that acts (an open) this is not "try again": whether it happened must be found
+    out first (Salto's entries), or the door opens twice. `kind` says which of the four it was.
+    """
+
+    kind = "outcome_unknown"
+    summary = "Salto KS may have acted, but its answer was lost or unreadable"
 
 
 class IdentityUnreachable(SaltoTransientError):

@@ -71,6 +71,13 @@ class PinRequestResult(_SaltoModel):
     sent_by: Literal["body", "sms"]
 
 
+class Me(_SaltoModel):
+    """The account itself (GET /v1.1/me): its platform user id is the `user_id` of the entries it causes."""
+
+    id: str
+    email: str | None = None
+
+
 class Entry(_SaltoModel):
     id: str
     event_category: str | None = None

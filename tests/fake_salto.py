@@ -46,6 +46,10 @@ SITES = API + "/v1.1/sites"
 IQ_URL = f"{SITES}/{SITE_ID}/iqs/{IQ_ID}"
 LOCKS_URL = f"{SITES}/{SITE_ID}/locks"
 OPEN_URL = f"{LOCKS_URL}/{FRONT_DOOR}/locking"
+ENTRIES_URL = f"{SITES}/{SITE_ID}/entries"
+ACTIVATED_IQS_URL = f"{API}/v1.1/me/{SITE_ID}/activated_iqs"
+ME_URL = API + "/v1.1/me"
+ACCOUNT_USER_ID = "0f8e2b1c-0000-4000-8000-00000000acc7"  # the account's platform user id (GET /v1.1/me)
 
 
 def use_fake_salto(settings: Any, *, time_zone: str | None = None) -> None:
@@ -140,3 +144,22 @@ def salto_that_opens_the_front_door(settings: Any) -> Iterator[respx.Router]:
         token_route(router)
         router.patch(OPEN_URL, name="open").respond(200, json={})
         yield router
+
+
+def entry_json(
+    entry_id: str, *, at: str, lock_id: str = LOCK_ID, user_id: str = ACCOUNT_USER_ID, access_by: str = "remote"
+) -> dict[str, Any]:
+    """One item of GET …/entries as Salto sends it (the fields the product reads)."""
+    return {
+        "id": entry_id,
+        "event_category": "lock_opened",
+        "utc_date_time": at,
+        "lock_id": lock_id,
+        "user_id": user_id,
+        "access_by": access_by,
+    }
+
+
+def activated_iqs_json(*, iq_id: str = IQ_ID, activated: bool = True, at: str | None = None) -> dict[str, Any]:
+    """GET /v1.1/me/{site}/activated_iqs as Salto sends it."""
+    return {"items": [{"iq_id": iq_id, "activated": activated, "activation_date": at}], "next_page_link": None}

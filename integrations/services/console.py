@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -24,6 +25,7 @@ from integrations.outcomes import Outcome, format_local
 from integrations.salto import client_for
 from integrations.selectors import mapping_target_label
 from locks import errors
+from locks.client import SaltoClient
 from locks.otp import is_valid_pin
 
 logger = logging.getLogger(__name__)
@@ -283,13 +285,17 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
     expected = _identity(integration)
     try:
         with client_for(integration) as client:
-            client.set_iq_pin(
+            asked_at = client.salto_now()
+            status = client.set_iq_pin(
                 integration.site_id,
                 integration.iq_id,
                 secret=integration.iq_secret,
                 current_pin=integration.current_pin,
                 new_pin=new_pin,
             )
+            # Reference: GET /v1.1/me/{site}/activated_iqs (docs/salto-ks.md §7.3). A 2xx alone is not proof:
+            # only Salto's own record of the activation lets the new PIN become the current one.
+            confirmed = _activation_confirmed(client, integration, since=asked_at, clean_answer=status == 204)
     except errors.OtpInvalid as exc:
         said = f" Salto KS said: {exc.salto_message}." if exc.salto_message else ""
         return Outcome.failure(
@@ -302,15 +308,28 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
             "Set PIN failed: Salto KS has blocked OTPs for this account after repeated wrong codes; wait about "
             "20 minutes, check current pin, then try again. Nothing was changed."
         )
-    except errors.SaltoTransientError as exc:
+    except errors.OutcomeUnknown as exc:
         return Outcome.failure(
-            f"Set PIN: Salto KS did not answer properly ({exc}). The IQ may or may not have taken the new PIN: "
-            "click Set PIN again; if it then says the OTP was rejected, the new PIN is already active — type it "
-            "into current pin."
+            f"Set PIN: Salto KS did not answer properly ({exc}). The IQ may or may not have taken the new PIN; the "
+            "old PIN is kept as current pin. Click Set PIN again; if it then says the OTP was rejected, the new "
+            "PIN is already active — type it into current pin."
+        )
+    except errors.SaltoTransientError as exc:
+        # Not reachable, or rate limited: the new PIN never reached the IQ.
+        return Outcome.failure(
+            "Set PIN failed: "
+            + _generic_failure(exc, integration, doing="setting the PIN")
+            + " The new PIN was not sent; the current pin is unchanged."
         )
     except errors.SaltoError as exc:
         return Outcome.failure(
             "Set PIN failed: " + _generic_failure(exc, integration, doing="setting the PIN") + " Nothing was changed."
+        )
+    if not confirmed:
+        return Outcome.failure(
+            "Set PIN: Salto KS answered, but its list of activated IQs does not show this account activated at IQ "
+            f"{integration.iq_id} since the request. The old PIN is kept as current pin. Click Set PIN again; if it "
+            "then says the OTP was rejected, the new PIN is already active — type it into current pin."
         )
     now = timezone.now()
     try:
@@ -330,6 +349,33 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
             "so it was not recorded here. The IQ's PIN is now the one you entered in new pin."
         )
     return Outcome.success(f"IQ is activated (since {format_local(now)}). The new PIN is stored as current pin.")
+
+
+# Salto's activation_date and our request come from two clocks (offset measured, locks/clock.py), and Salto
+# may stamp the activation a moment before answering.
+ACTIVATION_DATE_MARGIN = timedelta(seconds=120)
+
+
+def _activation_confirmed(
+    client: SaltoClient, integration: Integration, *, since: datetime, clean_answer: bool
+) -> bool:
+    """Salto lists the account activated at the IQ, activated by this very request as far as can be told.
+
+    An activation_date from before the request belongs to an earlier activation (a re-activation after a PIN
+    change outside): whether Salto moves that date on a PIN change is unknown (docs/salto-ks.md §7.3), so it
+    counts only together with Salto's documented answer, a 204; a 2xx with an odd JSON body does not.
+    """
+    for activated in client.list_activated_iqs(integration.site_id):
+        if activated.iq_id != integration.iq_id or not activated.activated:
+            continue
+        when = activated.activation_date
+        if when is None or _aware(when) >= since - ACTIVATION_DATE_MARGIN or clean_answer:
+            return True
+    return False
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # --- GET locks ----------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def _reset_activation(integration: Integration) -> None:
 
 def _reset_identity(integration: Integration) -> None:
     integration.site_id = ""
+    integration.salto_user_id = ""
     integration.site_resolved_at = None
     integration.access_test_ok = None
     integration.access_tested_at = None

@@ -68,6 +68,9 @@ def celery_worker_process(
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "OPEN_FRESHNESS_SECONDS": str(WORKER_FRESHNESS_SECONDS),
+        # An unclear send is settled by the sandbox's entries within the short freshness of these tests.
+        "OPEN_ENTRIES_POLL_SECONDS": "1",
+        "OPEN_ENTRIES_GRACE_SECONDS": "1",
         "SALTO_KS_ACCEPTANCE_IDENTITY_URL": e2e_sandbox.url,
         "SALTO_KS_ACCEPTANCE_API_URL": e2e_sandbox.url,
         "SALTO_KS_CLIENT_ID": DEMO_CLIENT_ID,

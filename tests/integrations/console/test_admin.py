@@ -12,7 +12,17 @@ from django.test import Client
 from django.urls import reverse
 
 from integrations.models import CachedLock, Integration, LockMapping
-from tests.fake_salto import IQ_URL, PIN, SECRET, SITE_ID, SITE_UID, SITES, salto_error
+from tests.fake_salto import (
+    ACTIVATED_IQS_URL,
+    IQ_URL,
+    PIN,
+    SECRET,
+    SITE_ID,
+    SITE_UID,
+    SITES,
+    activated_iqs_json,
+    salto_error,
+)
 from tests.integrations.console.conftest import make_ready
 
 pytestmark = pytest.mark.django_db
@@ -214,6 +224,7 @@ def test_set_pin_button_activates(admin_client: Client, salto: respx.Router, int
     integration.site_id, integration.iq_secret = SITE_ID, SECRET
     integration.save()
     salto.put(IQ_URL + "/pin").respond(204)
+    salto.get(ACTIVATED_IQS_URL).respond(200, json=activated_iqs_json())
     # the operator types the PIN Salto e-mailed into current pin, and the new one into new pin
     response = admin_client.post(
         action_url(integration, "set-pin"), form_data(integration, current_pin_input=PIN, new_pin="9876"), follow=True

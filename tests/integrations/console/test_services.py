@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import respx
@@ -17,6 +18,7 @@ from integrations.services.lifecycle import integration_activate, integration_co
 from locks.otp import compute_otp, pin_delta
 from tests.fake_salto import (
     ACCESS_TOKEN,
+    ACTIVATED_IQS_URL,
     IQ_ID,
     IQ_URL,
     LOCKS_URL,
@@ -30,6 +32,7 @@ from tests.fake_salto import (
     SITES,
     TOKEN_URL,
     USERNAME,
+    activated_iqs_json,
     lock_json,
     salto_error,
 )
@@ -323,6 +326,7 @@ def pin_ready(resolved: Integration) -> Integration:
 def test_set_pin_signs_with_the_otp_and_activates(salto: respx.Router, pin_ready: Integration) -> None:
     # given
     route = salto.put(IQ_URL + "/pin").respond(204)
+    confirmation = salto.get(ACTIVATED_IQS_URL).respond(200, json=activated_iqs_json(at="2026-11-25T13:00:00Z"))
     # when
     outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
     # then the request proves the current PIN and carries the delta to the new one
@@ -338,6 +342,47 @@ def test_set_pin_signs_with_the_otp_and_activates(salto: respx.Router, pin_ready
     assert pin_ready.current_pin == "9876"
     assert pin_ready.activation_state == Integration.ActivationState.ACTIVATED
     assert pin_ready.activated_at == NOW
+    # and Salto's own record of the activation was asked before the new PIN became the current one
+    assert confirmation.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "listed", "fragment"),
+    [
+        ({"status_code": 200, "json": [1, 2, 3]}, activated_iqs_json(activated=False), "does not show this account"),
+        ({"status_code": 200, "json": [1, 2, 3]}, activated_iqs_json(at="2026-01-01T00:00:00Z"), "does not show"),
+        ({"status_code": 200, "text": "<html>proxy</html>"}, None, "may or may not have taken the new PIN"),
+        ({"status_code": 200, "text": "x" * 5_000_000}, None, "may or may not have taken the new PIN"),
+    ],
+    ids=["json-junk-not-activated", "json-junk-stale-activation", "html", "5-mb-of-text"],
+)
+def test_set_pin_keeps_the_old_pin_unless_salto_confirms_the_activation(
+    salto: respx.Router, pin_ready: Integration, answer: dict[str, Any], listed: dict[str, Any] | None, fragment: str
+) -> None:
+    # given Set PIN answered with something that is not Salto's documented 204
+    salto.put(IQ_URL + "/pin").mock(return_value=respx.MockResponse(**answer))
+    if listed is not None:
+        salto.get(ACTIVATED_IQS_URL).respond(200, json=listed)
+    # when
+    outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
+    # then the operator is told, and the stored PIN is still the one the IQ had
+    assert not outcome.ok
+    assert fragment in outcome.message
+    assert "old PIN is kept as current pin" in outcome.message
+    pin_ready.refresh_from_db()
+    assert (pin_ready.current_pin, pin_ready.is_activated) == (PIN, False)
+
+
+def test_set_pin_with_the_identity_server_down_says_nothing_was_sent(
+    salto: respx.Router, pin_ready: Integration
+) -> None:
+    salto["token"].respond(503, text="down")
+    route = salto.put(IQ_URL + "/pin").respond(204)
+    outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
+    assert not outcome.ok
+    assert "cannot be reached" in outcome.message
+    assert outcome.message.endswith("The new PIN was not sent; the current pin is unchanged.")
+    assert route.call_count == 0
 
 
 def test_set_pin_with_a_wrong_current_pin_changes_nothing(salto: respx.Router, pin_ready: Integration) -> None:

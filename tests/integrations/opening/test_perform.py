@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
+import httpx2
 import pytest
 import respx
 import time_machine
@@ -15,15 +16,19 @@ from django.utils import timezone
 from bookings.models import BookingFieldValue, BookingStatusChange
 from bookings.services import booking_change_status
 from integrations.models import CachedLock, Integration, OpenRequest
-from integrations.services import opening
+from integrations.services import opening, sending
 from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
 from locks.otp import compute_otp
 from tests.fake_salto import (
+    ACCOUNT_USER_ID,
+    ENTRIES_URL,
     FRONT_DOOR,
+    ME_URL,
     OPEN_URL,
     PIN,
     SECRET,
     TOKEN_URL,
+    entry_json,
     salto_error_response,
     token_body,
     token_route,
@@ -41,6 +46,10 @@ def salto_hosts(settings: Any) -> None:
     use_fake_salto(settings)
     settings.OPEN_FRESHNESS_SECONDS = 120
     settings.OPEN_DEDUPE_SECONDS = 10
+    # Entries checks quick enough for tasks run in-process; the confirmation of clean opens has its own tests.
+    settings.OPEN_ENTRIES_POLL_SECONDS = 0.01
+    settings.OPEN_ENTRIES_GRACE_SECONDS = 0.05
+    settings.OPEN_CONFIRM_OPENS = False
 
 
 @pytest.fixture
@@ -48,6 +57,8 @@ def salto() -> Iterator[respx.Router]:
     # Not every test reaches Salto (refusals must not), so unused routes are fine here.
     with respx.mock(using="httpcore2", assert_all_called=False) as router:
         token_route(router)
+        router.get(ME_URL, name="me").respond(200, json={"id": ACCOUNT_USER_ID})
+        router.get(ENTRIES_URL, name="entries").respond(200, json={"items": [], "continuation_token": None})
         yield router
 
 
@@ -181,11 +192,12 @@ def test_the_policy_is_checked_again_just_before_sending(world: World, salto: re
 def test_transient_failures_retry_through_the_task(
     world: World, salto: respx.Router, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(opening, "BACKOFF_BASE_SECONDS", 0.05)
+    # given Salto rate-limits twice (a refusal before acting: safe to send again), then opens
+    monkeypatch.setattr(sending, "BACKOFF_BASE_SECONDS", 0.05)
     route = salto.patch(OPEN_URL)
     route.side_effect = [
-        respx.MockResponse(**salto_error_response(503, "", "down")),
-        respx.MockResponse(**salto_error_response(503, "", "down")),
+        respx.MockResponse(**salto_error_response(429, "", "quota")),
+        respx.MockResponse(**salto_error_response(429, "", "quota")),
         respx.MockResponse(200, json={}),
     ]
     booking = make_booking(world, status=world.paid)
@@ -197,6 +209,8 @@ def test_transient_failures_retry_through_the_task(
     assert open_request.state == State.OPENED
     assert open_request.attempts == 3
     assert route.call_count == 3
+    outcomes = list(open_request.sends.values_list("outcome", "http_status"))
+    assert outcomes == [("rejected", 429), ("rejected", 429), ("accepted", 200)]
 
 
 def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx.Router) -> None:
@@ -317,7 +331,7 @@ def test_an_open_the_sweeper_gave_up_on_is_reported_loudly_and_not_checked_in(
 def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Router, retry_after: str | None) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
     route = salto.patch(OPEN_URL).mock(
-        return_value=respx.MockResponse(**salto_error_response(503, "", "down", **headers))
+        return_value=respx.MockResponse(**salto_error_response(429, "", "quota", **headers))
     )
     booking = make_booking(world, status=world.paid)
     with time_machine.travel(timezone.now(), tick=False) as traveller:
@@ -330,7 +344,7 @@ def test_retries_never_go_past_the_freshness_limit(world: World, salto: respx.Ro
     open_request.refresh_from_db()
     assert open_request.state == State.FAILED
     assert "freshness limit" in open_request.reason
-    assert open_request.salto_http_status == 503
+    assert open_request.salto_http_status == 429
     assert route.call_count == 1
 
 
@@ -438,7 +452,9 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setattr(opening, "open_request_enqueue", lambda *, open_request_id, **_: queued.append(open_request_id))
+    monkeypatch.setattr(
+        opening, "open_request_enqueue", lambda *, open_request_id, **_: queued.append(open_request_id) or True
+    )
     booking = make_booking(world, status=world.paid)
     now = timezone.now()
     with time_machine.travel(now - timedelta(seconds=200)):
@@ -455,13 +471,14 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
     with time_machine.travel(now):
         result = open_requests_sweep()
 
-    assert result.requeued == [lost.pk]
-    assert queued == [lost.pk]
+    # the stuck send is not failed blindly: Salto's entries will say whether the door opened
+    assert sorted(result.requeued) == sorted([lost.pk, stuck.pk])
+    assert sorted(queued) == sorted([lost.pk, stuck.pk])
     assert (result.expired, result.abandoned) == (1, 1)
     states = dict(OpenRequest.objects.values_list("pk", "state"))
     assert states == {
         stale.pk: State.EXPIRED,
-        stuck.pk: State.FAILED,
+        stuck.pk: State.UNCONFIRMED,
         lost.pk: State.PENDING,
         waiting.pk: State.PENDING,
     }
@@ -535,3 +552,183 @@ def test_a_status_change_evaluates_the_policy_once_before_sending(
     open_request = OpenRequest.objects.get(booking=booking)
     assert (open_request.state, route.call_count) == (State.OPENED, 1)
     assert len(built) == 2
+
+
+def _iso(moment: Any) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize(
+    "unclear",
+    [
+        {"status_code": 503, "json": {"ErrorCode": "", "Message": "down"}},
+        {"status_code": 200, "text": "<html>maintenance</html>", "headers": {"content-type": "text/html"}},
+        {"status_code": 200, "text": '{"items": [', "headers": {"content-type": "application/json"}},
+    ],
+    ids=["503-after-acting", "html-200", "broken-json-200"],
+)
+def test_an_unclear_answer_is_settled_by_the_entries_and_never_sent_twice(
+    world: World, salto: respx.Router, unclear: dict[str, Any]
+) -> None:
+    # given Salto opens the door but its answer is a 503 or an unreadable 200
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**unclear))
+    # when it is sent
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        first = open_request_perform(open_request_id=open_request.pk)
+        # then the request is unconfirmed, not opened and not retried
+        assert (first.state, route.call_count) == (State.UNCONFIRMED, 1)
+        assert first.retry_in is not None
+        open_request.refresh_from_db()
+        assert open_request.state == State.UNCONFIRMED
+        # and when Salto's entries show the remote open by this account, it is opened without a second send
+        salto["entries"].respond(200, json={"items": [entry_json("e-1", at=_iso(timezone.now()))]})
+        traveller.shift(first.retry_in)
+        second = open_request_perform(open_request_id=open_request.pk)
+    assert (second.state, route.call_count) == (State.OPENED, 1)
+    open_request.refresh_from_db()
+    assert open_request.reason.startswith("Confirmed by Salto's entries at ")
+    assert (open_request.confirmation, open_request.salto_entry_ids) == ("confirmed", ["e-1"])
+    assert list(open_request.sends.values_list("outcome", flat=True)) == ["unclear"]
+    # the entries were asked for this lock, since just before the first send
+    entries_query = salto["entries"].calls.last.request.url.params["$filter"]
+    assert entries_query.startswith(f"lock_id eq '{FRONT_DOOR}' and utc_date_time ge DateTime'")
+    # the booking was checked in, as after any open
+    booking.refresh_from_db()
+    assert booking.status == world.checkin
+
+
+def test_a_lost_answer_with_no_entry_is_sent_again_after_the_grace_period(world: World, salto: respx.Router) -> None:
+    # given the first send times out (it may have reached Salto), and Salto's entries show nothing
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [httpx2.ReadTimeout("slow"), respx.MockResponse(200, json={})]
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        assert open_request_perform(open_request_id=open_request.pk).state == State.UNCONFIRMED
+        # when the entries are asked before the grace period is over: still unconfirmed, nothing sent
+        traveller.shift(0.02)
+        assert open_request_perform(open_request_id=open_request.pk).state == State.UNCONFIRMED
+        assert route.call_count == 1
+        # and once the grace period is over with no entry, it is sent again (inside the freshness limit)
+        traveller.shift(0.1)
+        assert open_request_perform(open_request_id=open_request.pk).state == State.OPENED
+    assert route.call_count == 2
+    open_request.refresh_from_db()
+    assert list(open_request.sends.values_list("outcome", flat=True)) == ["unclear", "accepted"]
+    assert open_request.attempts == 2
+
+
+def test_an_unclear_send_past_the_freshness_limit_is_not_opened_and_not_sent_again(
+    world: World, salto: respx.Router
+) -> None:
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    route = salto.patch(OPEN_URL).mock(side_effect=httpx2.RemoteProtocolError("closed"))
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        assert open_request_perform(open_request_id=open_request.pk).state == State.UNCONFIRMED
+        traveller.shift(121)
+        outcome = open_request_perform(open_request_id=open_request.pk)
+    assert (outcome.state, route.call_count) == (State.FAILED, 1)
+    open_request.refresh_from_db()
+    assert open_request.outcome_code == "not_opened"
+    assert "show no open" in open_request.reason
+
+
+def test_a_send_that_never_connected_is_retried_without_asking_the_entries(world: World, salto: respx.Router) -> None:
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [httpx2.ConnectError("refused"), respx.MockResponse(200, json={})]
+    first = open_request_perform(open_request_id=open_request.pk)
+    assert first.state == State.PENDING
+    assert salto["entries"].call_count == 0
+    open_request.refresh_from_db()
+    assert list(open_request.sends.values_list("outcome", flat=True)) == ["not_sent"]
+
+
+@pytest.mark.parametrize("value", ["1e20", "inf", "-5", "nan", "Tue, 01 Dec 2999 00:00:00 GMT"])
+def test_an_absurd_retry_after_never_leaves_the_row_sending(world: World, salto: respx.Router, value: str) -> None:
+    route = salto.patch(OPEN_URL).mock(
+        return_value=respx.MockResponse(**salto_error_response(429, "", "quota", **{"Retry-After": value}))
+    )
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    outcome = open_request_perform(open_request_id=open_request.pk)
+    open_request.refresh_from_db()
+    assert open_request.state == outcome.state
+    assert open_request.state in (State.PENDING, State.FAILED)
+    if open_request.state == State.PENDING:
+        assert outcome.retry_in is not None
+        assert 0 <= outcome.retry_in <= 120
+    assert route.call_count == 1
+
+
+def test_a_clean_open_is_confirmed_by_the_entries_afterwards(world: World, salto: respx.Router, settings: Any) -> None:
+    from integrations.services.confirming import open_request_confirm
+
+    salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    settings.OPEN_CONFIRM_OPENS = True
+    outcome = open_request_perform(open_request_id=open_request.pk)
+    assert (outcome.state, outcome.confirm_in) == (State.OPENED, settings.OPEN_ENTRIES_POLL_SECONDS)
+    salto["entries"].respond(200, json={"items": [entry_json("e-7", at=_iso(timezone.now()))]})
+    assert open_request_confirm(open_request_id=open_request.pk) is None
+    open_request.refresh_from_db()
+    assert (open_request.confirmation, open_request.salto_entry_ids) == ("confirmed", ["e-7"])
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ([], "no_record"),
+        (["e-1", "e-2"], "double"),
+    ],
+    ids=["no-record", "double-open"],
+)
+def test_what_salto_saw_of_an_open_is_recorded(
+    world: World, salto: respx.Router, entries: list[str], expected: str
+) -> None:
+    from integrations.services.confirming import open_request_confirm
+
+    salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request_perform(open_request_id=open_request.pk)
+        items = [entry_json(e, at=_iso(timezone.now())) for e in entries]
+        salto["entries"].respond(200, json={"items": items})
+        if not entries:
+            # entries may lag: before the grace period is over, it looks again rather than concluding
+            assert open_request_confirm(open_request_id=open_request.pk) is not None
+            traveller.shift(1)
+        assert open_request_confirm(open_request_id=open_request.pk) is None
+    open_request.refresh_from_db()
+    assert open_request.confirmation == expected
+    assert open_request.salto_entry_ids == entries
+
+
+def test_an_entry_of_another_account_or_by_key_is_not_this_open(world: World, salto: respx.Router) -> None:
+    from integrations.services.confirming import open_request_confirm
+
+    salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request_perform(open_request_id=open_request.pk)
+        now = _iso(timezone.now())
+        salto["entries"].respond(
+            200,
+            json={
+                "items": [
+                    entry_json("other-user", at=now, user_id="someone-else"),
+                    entry_json("by-key", at=now, access_by="tag"),
+                ]
+            },
+        )
+        traveller.shift(1)
+        assert open_request_confirm(open_request_id=open_request.pk) is None
+    open_request.refresh_from_db()
+    assert (open_request.confirmation, open_request.salto_entry_ids) == ("no_record", [])

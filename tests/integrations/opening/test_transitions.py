@@ -35,18 +35,26 @@ def test_final_states_lead_nowhere() -> None:
     for state in FINAL:
         assert state not in TRANSITIONS
     assert TRANSITIONS[State.PENDING] == {State.SENDING, State.EXPIRED}
+    # an unconfirmed request is only ever taken up again to ask the entries: never straight to a final state
+    assert TRANSITIONS[State.UNCONFIRMED] == {State.SENDING}
 
 
 def test_a_claim_takes_a_fresh_due_pending_request_once(world: World) -> None:
     now = timezone.now()
     open_request = _request(world, next_attempt_at=now)
-    kwargs = {"fresh_since": now - timedelta(seconds=120), "due_before": now + timedelta(seconds=0.5)}
+    lease = now + timedelta(seconds=50)
+    kwargs = {
+        "fresh_since": now - timedelta(seconds=120),
+        "due_before": now + timedelta(seconds=0.5),
+        "lease_until": lease,
+    }
 
     assert OpenRequest.objects.claim(open_request.pk, **kwargs) is True
     assert OpenRequest.objects.claim(open_request.pk, **kwargs) is False
 
     open_request.refresh_from_db()
-    assert (open_request.state, open_request.attempts, open_request.next_attempt_at) == (State.SENDING, 1, None)
+    # the worker holds it until its lease ends (kept in next_attempt_at); nothing was sent yet
+    assert (open_request.state, open_request.next_attempt_at, open_request.attempts) == (State.SENDING, lease, 0)
 
 
 def test_a_claim_waits_for_the_due_time_and_refuses_a_stale_request(world: World) -> None:
@@ -54,10 +62,13 @@ def test_a_claim_waits_for_the_due_time_and_refuses_a_stale_request(world: World
     later = _request(world, next_attempt_at=now + timedelta(seconds=5))
     stale = _request(world)
     fresh_since = now - timedelta(seconds=120)
+    lease = now + timedelta(seconds=50)
 
-    assert not OpenRequest.objects.claim(later.pk, fresh_since=fresh_since, due_before=now)
+    assert not OpenRequest.objects.claim(later.pk, fresh_since=fresh_since, due_before=now, lease_until=lease)
     # a stale request (created before the freshness limit) is never claimed, however due
-    assert not OpenRequest.objects.claim(stale.pk, fresh_since=now + timedelta(seconds=1), due_before=now)
+    assert not OpenRequest.objects.claim(
+        stale.pk, fresh_since=now + timedelta(seconds=1), due_before=now, lease_until=lease
+    )
     assert (_state(later), _state(stale)) == (State.PENDING, State.PENDING)
 
 
@@ -126,16 +137,45 @@ def test_expire_stale_of_one_request_leaves_the_others(world: World) -> None:
     assert (_state(one), _state(other)) == (State.EXPIRED, State.PENDING)
 
 
-def test_abandon_stale_fails_only_old_sending_requests(world: World) -> None:
+def test_abandon_stale_takes_back_sending_requests_whose_lease_ran_out(world: World) -> None:
     now = timezone.now()
-    stuck = _request(world, State.SENDING)
-    pending = _request(world, State.PENDING)
+    lapsed = _request(world, State.SENDING, next_attempt_at=now - timedelta(seconds=1))
+    held = _request(world, State.SENDING, next_attempt_at=now + timedelta(seconds=30))
+    unleased = _request(world, State.SENDING)
+    pending = _request(world, State.PENDING, next_attempt_at=now - timedelta(seconds=1))
 
-    assert OpenRequest.objects.abandon_stale(created_before=now - timedelta(hours=1), reason="?", now=now) == 0
-    assert OpenRequest.objects.abandon_stale(created_before=now + timedelta(seconds=1), reason="?", now=now) == 1
-    stuck.refresh_from_db()
-    assert (stuck.state, stuck.outcome_code) == (State.FAILED, "abandoned")
-    assert _state(pending) == State.PENDING
+    # an unleased row counts only once it is older than the cut-off
+    assert OpenRequest.objects.abandon_stale(now=now, unleased_before=now - timedelta(hours=1), reason="?") == [
+        lapsed.pk
+    ]
+    assert OpenRequest.objects.abandon_stale(now=now, unleased_before=now + timedelta(seconds=1), reason="?") == [
+        unleased.pk
+    ]
+    lapsed.refresh_from_db()
+    # not failed: whether the door opened is unknown, so the entries will decide
+    assert (lapsed.state, lapsed.outcome_code, lapsed.next_attempt_at) == (State.UNCONFIRMED, "abandoned", now)
+    assert (_state(held), _state(unleased), _state(pending)) == (State.SENDING, State.UNCONFIRMED, State.PENDING)
+
+
+def test_an_unconfirmed_request_is_held_and_claimed_again_when_its_check_is_due(world: World) -> None:
+    now = timezone.now()
+    sending = _request(world, State.SENDING)
+    check_at = now + timedelta(seconds=3)
+    assert OpenRequest.objects.hold_unconfirmed(sending.pk, check_at=check_at, reason="?", outcome_code="timeout")
+    assert not OpenRequest.objects.hold_unconfirmed(sending.pk, check_at=check_at, reason="?", outcome_code="timeout")
+    lease = now + timedelta(seconds=50)
+    # not before its check is due, then once
+    assert not OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=now, lease_until=lease)
+    assert OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=check_at, lease_until=lease)
+    assert not OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=check_at, lease_until=lease)
+    sending.refresh_from_db()
+    assert (sending.state, sending.next_attempt_at) == (State.SENDING, lease)
+
+
+def test_finish_cannot_skip_the_entries_of_an_unconfirmed_request(world: World) -> None:
+    unconfirmed = _request(world, State.UNCONFIRMED)
+    assert not OpenRequest.objects.finish(unconfirmed.pk, State.OPENED, reason="", outcome_code="", now=timezone.now())
+    assert _state(unconfirmed) == State.UNCONFIRMED
 
 
 def test_mark_due_bumps_only_an_overdue_pending_request(world: World) -> None:

@@ -1,0 +1,161 @@
+"""Asking Salto's entries whether a door opened: for a send whose answer was lost, and after every open.
+
+A remote open leaves an entry in the site's entries (`event_category` lock_opened, `access_by` remote, the
+account's platform user id as `user_id`: docs/salto-ks.md §8). Entries are the door's own record, so:
+- an unconfirmed request (the send may or may not have acted) is settled by them: found → opened, never sent
+  again; not found within the grace period and still fresh → sent again; otherwise not opened;
+- an opened request is checked too (OPEN_CONFIRM_OPENS): confirmed, "Salto has no record of this open", or a
+  double open when more than one entry belongs to it.
+Entries may lag behind the open (OPEN_ENTRIES_GRACE_SECONDS); an entry is matched to one request only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from integrations.models import Integration, OpenAttempt, OpenRequest
+from integrations.outcomes import format_local
+from integrations.salto import client_for
+from locks.client import SaltoClient
+from locks.errors import SaltoError
+from locks.schemas import Entry
+
+logger = logging.getLogger(__name__)
+
+State = OpenRequest.State
+Confirmation = OpenRequest.Confirmation
+
+# Salto's entry time and our send time come from two clocks (measured apart, locks/clock.py) and the entry
+# is written when the lock acts, a moment after the send: look this much before the first send.
+ENTRY_MARGIN_SECONDS = 5.0
+# An unconfirmed request whose entries cannot be read gives up this long after its freshness limit.
+UNCONFIRMED_GIVE_UP_SECONDS = 600.0
+
+
+def grace() -> timedelta:
+    return timedelta(seconds=settings.OPEN_ENTRIES_GRACE_SECONDS)
+
+
+def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> list[Entry]:
+    """Salto's entries that record this request's remote open(s) of its lock, oldest first."""
+    integration = open_request.integration
+    assert integration is not None
+    first_sent = OpenAttempt.objects.filter(open_request=open_request).aggregate(first=Min("sent_at"))["first"]
+    since = first_sent or open_request.created_at
+    reading = client.clock_reading()
+    offset = reading.offset_seconds if reading is not None else 0.0
+    # Ask in Salto's time: our moment plus the measured offset, minus the margin.
+    since_salto = since + timedelta(seconds=offset - ENTRY_MARGIN_SECONDS)
+    user_id = _account_user_id(integration, client)
+    entries = client.list_entries(integration.site_id, since=since_salto, lock_id=open_request.lock_id)
+    taken = _entries_of_other_requests(open_request, since - timedelta(hours=1))
+    mine = [
+        e
+        for e in entries
+        if e.event_category == "lock_opened"
+        and e.access_by in (None, "remote")
+        and (not user_id or not e.user_id or e.user_id == user_id)
+        and e.id not in taken
+    ]
+    return sorted(mine, key=lambda e: e.utc_date_time)
+
+
+def _account_user_id(integration: Integration, client: SaltoClient) -> str:
+    if not integration.salto_user_id:
+        # Reference: GET /v1.1/me (docs/salto-ks.md §8): the platform id that entries carry as user_id.
+        me = client.get_me()
+        Integration.objects.filter(pk=integration.pk).update(salto_user_id=me.id)
+        integration.salto_user_id = me.id
+    return integration.salto_user_id
+
+
+def _entries_of_other_requests(open_request: OpenRequest, since: datetime) -> set[str]:
+    others = OpenRequest.objects.filter(
+        integration=open_request.integration, lock_id=open_request.lock_id, created_at__gte=since
+    ).exclude(pk=open_request.pk)
+    return {str(entry_id) for ids in others.values_list("salto_entry_ids", flat=True) for entry_id in ids or []}
+
+
+def _entry_ids(entries: Iterable[Entry]) -> list[str]:
+    return [e.id for e in entries]
+
+
+def _salto_local(entry: Entry) -> str:
+    return format_local(entry.utc_date_time)
+
+
+# --- an unconfirmed request --------------------------------------------------------------------------------
+
+
+def entries_verdict(open_request: OpenRequest) -> tuple[list[Entry] | None, str]:
+    """The entries recording this request's open (None when they could not be read, with the reason)."""
+    integration = open_request.integration
+    if integration is None:
+        return None, "the request has no integration"
+    try:
+        with client_for(integration) as client:
+            return remote_opens_of(open_request, client), ""
+    except SaltoError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        # Not knowing is an answer here too: the caller keeps the request unconfirmed and gives up in time.
+        logger.exception("Open request %s: entries could not be checked", open_request.pk)
+        return None, f"internal error ({type(exc).__name__})"
+
+
+def last_send(open_request: OpenRequest) -> datetime | None:
+    result: datetime | None = OpenAttempt.objects.filter(open_request=open_request).aggregate(last=Max("sent_at"))[
+        "last"
+    ]
+    return result
+
+
+def opened_reason(entries: list[Entry]) -> str:
+    first = entries[0]
+    text = f"Confirmed by Salto's entries at {_salto_local(first)}: the lock opened (the answer to the send was lost)."
+    if len(entries) > 1:
+        text += f" Salto recorded {len(entries)} opens for this request (a double open)."
+    return text
+
+
+def confirmation_of(entries: list[Entry]) -> str:
+    return Confirmation.DOUBLE if len(entries) > 1 else Confirmation.CONFIRMED
+
+
+# --- an opened request --------------------------------------------------------------------------------------
+
+
+def open_request_confirm(*, open_request_id: int) -> float | None:
+    """Check an opened request against Salto's entries; seconds until the next look, or None when settled."""
+    open_request = OpenRequest.objects.select_related("integration").filter(pk=open_request_id).first()
+    if open_request is None or open_request.state != State.OPENED or open_request.integration is None:
+        return None
+    if open_request.confirmation in (Confirmation.CONFIRMED, Confirmation.DOUBLE):
+        return None
+    entries, problem = entries_verdict(open_request)
+    now = timezone.now()
+    opened_at = open_request.finished_at or now
+    if entries:
+        OpenRequest.objects.record_confirmation(
+            open_request.pk, confirmation=confirmation_of(entries), entry_ids=_entry_ids(entries), now=now
+        )
+        if len(entries) > 1:
+            logger.error("Open request %s: Salto recorded %s opens (double open)", open_request.pk, len(entries))
+        return None
+    if now < opened_at + grace():
+        return float(settings.OPEN_ENTRIES_POLL_SECONDS)
+    if entries is None:
+        # Salto's entries could not be read: say nothing rather than something untrue; try again later.
+        logger.warning("Open request %s: entries not readable (%s); confirmation postponed", open_request.pk, problem)
+        if now < opened_at + grace() + timedelta(seconds=UNCONFIRMED_GIVE_UP_SECONDS):
+            return float(settings.OPEN_ENTRIES_POLL_SECONDS) * 10
+        return None
+    OpenRequest.objects.record_confirmation(open_request.pk, confirmation=Confirmation.NO_RECORD, entry_ids=[], now=now)
+    logger.error("Open request %s: Salto has no record of this open", open_request.pk)
+    return None
