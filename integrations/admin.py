@@ -30,9 +30,16 @@ from simple_history.admin import SimpleHistoryAdmin
 from integrations.forms import IntegrationForm, LockMappingForm, LockMappingFormSet, secret_status_html
 from integrations.models import Integration, LockMapping
 from integrations.outcomes import Outcome, format_local
-from integrations.selectors import cached_locks_by_id, details_warnings, mapping_problem, open_requests_recent
+from integrations.selectors import (
+    cached_locks_by_id,
+    details_warnings,
+    mapping_problem,
+    open_requests_recent,
+    salto_clock_of,
+)
 from integrations.services.console import access_test, iq_pin_get, iq_pin_set, locks_refresh, site_resolve_id
 from integrations.services.lifecycle import integration_activate, integration_config_save, integration_deactivate
+from locks.clock import clock_warning
 
 # The manual's notes, shown where the operator needs them.
 ACCEPTANCE_NOTE = (
@@ -58,7 +65,7 @@ class ConsoleSave:
 
     action: str | None = None  # the button that asked for the save, None for Save
     new_pin: str = ""  # typed into new pin: used by Set PIN, never stored
-    identity_reset: bool = False  # the save cleared the identity: do not activate in the same save
+    activation_reset: bool = False  # the save cleared the IQ activation: do not activate in the same save
     saved: Integration | None = None  # set once the save went through (the button then runs)
 
 
@@ -249,7 +256,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             if obj.pk and obj.is_active
             else mark_safe('<span class="console-badge badge-off" data-testid="active-state">Inactive</span>')
         )
-        return format_html("{} {}", active, _activation_html(obj))
+        return format_html("{} {}{}", active, _activation_html(obj), _clock_html(obj))
 
     @admin.display(description="Site ID")
     def site_id_display(self, obj: Integration) -> str:
@@ -338,7 +345,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
         result = integration_config_save(
             integration=obj, changed_fields=form.changed_data, secrets_changed=form.secrets_changed
         )
-        save.identity_reset = result.identity_reset
+        save.activation_reset = result.activation_reset
         for outcome in result.outcomes:
             self._report(request, outcome)
 
@@ -349,7 +356,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             self._report(request, warning)
         wants_active = bool(form.cleaned_data.get("activate"))
         if wants_active and not integration.is_active:
-            if console_save(request).identity_reset:
+            if console_save(request).activation_reset:
                 return
             self._report(request, integration_activate(integration=integration))
         elif not wants_active and integration.is_active:
@@ -436,6 +443,18 @@ def _button(obj: Integration, action: str) -> str:
         action,
         action,
         label,
+    )
+
+
+def _clock_html(obj: Integration) -> str:
+    """A red line when this server's clock is off Salto's (measured from Salto's answers, locks/clock.py)."""
+    reading = salto_clock_of(integration=obj)
+    if reading is None or not reading.is_off:
+        return ""
+    return format_html(
+        ' <span class="console-badge badge-alert" data-testid="clock-off">{}: every OTP is now computed at '
+        "Salto's time; correct the server's time (NTP).</span>",
+        clock_warning(reading.offset_seconds).capitalize(),
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -25,12 +26,15 @@ from integrations.policy import (
     decide,
     resolve_lock,
 )
+from locks.clock import ClockReading, known_offset
+from locks.environments import endpoints_for
 
 
 @dataclass(frozen=True)
 class OpenAssessment:
     integration: Integration | None
     decision: Decision
+    booking_id: int | None = None
 
 
 def booking_facts(*, booking: Booking) -> BookingFacts:
@@ -109,7 +113,9 @@ class OpenAssessor:
         integration = self.integration_for(facts)
         if integration is None:
             return OpenAssessment(
-                None, decide(integration=None, booking=facts, mappings=[], locks={}, now=self.now, tz=tz)
+                None,
+                decide(integration=None, booking=facts, mappings=[], locks={}, now=self.now, tz=tz),
+                booking.pk,
             )
         decision = decide(
             integration=self._facts[integration.pk],
@@ -119,12 +125,7 @@ class OpenAssessor:
             now=self.now,
             tz=tz,
         )
-        return OpenAssessment(integration, decision)
-
-
-def integration_for_booking(*, booking: Booking) -> Integration | None:
-    """The integration that serves this booking (see OpenAssessor.integration_for)."""
-    return OpenAssessor().integration_for(booking_facts(booking=booking))
+        return OpenAssessment(integration, decision, booking.pk)
 
 
 def opens_automatically(*, assessment: OpenAssessment, status_id: int) -> bool:
@@ -251,3 +252,10 @@ def details_warnings(*, integration: Integration) -> list[Outcome]:
             "booking is checked in, its door will not open again (guests going in and out). Tick it too if it should."
         )
     ]
+
+
+def salto_clock_of(*, integration: Integration) -> ClockReading | None:
+    """The last measured offset of Salto's clock in the integration's environment (None: not measured yet)."""
+    if not integration.environment:
+        return None
+    return known_offset(cache, endpoints_for(integration.environment).api_url)

@@ -19,7 +19,9 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
     """
     from django.conf import settings
 
-    if name == "integrations.perform_open" and settings.OPENING_TASK_QUEUE:
+    from integrations.services.opening import PERFORM_OPEN_TASK
+
+    if name == PERFORM_OPEN_TASK and settings.OPENING_TASK_QUEUE:
         return {"queue": settings.OPENING_TASK_QUEUE}
     return None
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -40,4 +44,35 @@ def healthz(request: HttpRequest) -> JsonResponse:
         healthy = healthy and broker_healthy
     else:
         checks["broker"] = "not configured (tasks run in-process)"
-    return JsonResponse({"status": "ok" if healthy else "unhealthy", "checks": checks}, status=200 if healthy else 503)
+    clock_ok = True
+    for environment, text, ok in _salto_clocks():
+        checks[f"salto_clock_{environment}"] = text
+        clock_ok = clock_ok and ok
+    # A clock off Salto's is reported but does not take this process out of service: opens still work (the
+    # OTP is computed at Salto's time), and the server's time must be repaired by a person.
+    status = ("ok" if clock_ok else "degraded") if healthy else "unhealthy"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)
+
+
+def _salto_clocks() -> list[tuple[str, str, bool]]:
+    """Per environment with a measurement: how far this server's clock is from Salto's (locks/clock.py)."""
+    from django.core.cache import cache
+
+    from locks.clock import clock_warning, known_offset
+    from locks.environments import Environment, endpoints_for
+
+    readings = []
+    for environment in Environment:
+        try:
+            reading = known_offset(cache, endpoints_for(environment).api_url)
+        except Exception:
+            # A cache that is down is the broker check's to report.
+            logger.warning("Salto clock offset of %s not readable", environment.value, exc_info=True)
+            continue
+        if reading is None:
+            continue
+        if reading.is_off:
+            readings.append((environment.value, clock_warning(reading.offset_seconds), False))
+        else:
+            readings.append((environment.value, f"ok ({reading.offset_seconds:+.0f} s)", True))
+    return readings

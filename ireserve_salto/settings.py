@@ -158,6 +158,9 @@ OPEN_ENTRIES_GRACE_SECONDS = env.number("OPEN_ENTRIES_GRACE_SECONDS", 20, minimu
 OPEN_ENTRIES_POLL_SECONDS = env.number("OPEN_ENTRIES_POLL_SECONDS", 3, minimum=1, maximum=60)
 # Check every open against Salto's entries afterwards: confirmed, "no record", or a double open.
 OPEN_CONFIRM_OPENS = env.flag("OPEN_CONFIRM_OPENS", True)
+# How long a worker holds a row it is sending or checking: longer than the task's hard time limit (45 s), so
+# no live worker still holds a row the sweeper takes back as abandoned.
+OPEN_SENDING_LEASE_SECONDS = env.number("OPEN_SENDING_LEASE_SECONDS", 50, minimum=5, maximum=600)
 
 # --- REST API -------------------------------------------------------------------------------
 # How long an Idempotency-Key is remembered (integrations/idempotency.py); after it, the key is new again.

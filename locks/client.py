@@ -1,8 +1,8 @@
 """The Salto KS Connect API client: plain values in, pydantic models out, typed errors.
 
 One `SaltoClient` per (environment, account). It owns two httpx2 clients with explicit timeouts (identity
-server and Connect API), a `TokenProvider` for the password-grant token, and decides once how every
-response is classified (locks/errors.py). Nothing secret goes into a log line or an exception.
+server and Connect API), a `TokenProvider` for the password-grant token, and raises what `locks/classify.py`
+decides once per answer (the families of `locks/errors.py`). Nothing secret goes into a log line or an exception.
 
 Reference: docs/salto-ks.md (sections cited above each call).
 """
@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -342,13 +342,21 @@ class SaltoClient:
             raise errors.InvalidInput("The IQ PIN must be four digits")
         if not secret:
             raise errors.InvalidInput("The IQ secret is missing")
-        otp = compute_otp(secret=secret, pin=pin, at=at or self.salto_now())
+        otps: list[str] = []
+
+        def body() -> dict[str, Any]:
+            # Built for each send, once the token is in hand: a fresh token request measures Salto's clock
+            # (locks/clock.py), and a re-sent command after a 401 must not carry an OTP of the wrong time.
+            otp = compute_otp(secret=secret, pin=pin, at=at or self.salto_now())
+            otps.append(otp)
+            return {"locked_state": "unlocked", "otp": otp}
+
         response = self._call(
             "PATCH",
             f"/sites/{_id(site_id)}/locks/{_id(lock_id)}/locking",
-            json_body={"locked_state": "unlocked", "otp": otp},
+            json_body=body,
             not_found=errors.LockNotFound,
-            secrets=(secret, pin, otp),
+            secrets=_LazySecrets((secret, pin), otps),
             not_after=not_after,
         )
         _require_answer(response, doing="the open")
@@ -458,7 +466,7 @@ class SaltoClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         not_found: type[errors.SaltoPermanentError] | None = None,
         secrets: Iterable[str] = (),
         not_after: datetime | None = None,
@@ -500,7 +508,7 @@ class SaltoClient:
         url: str,
         token: AccessToken,
         params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
+        json_body: dict[str, Any] | Callable[[], dict[str, Any]] | None,
         *,
         headers: dict[str, str] | None = None,
         timeout: httpx2.Timeout | None = None,
@@ -508,8 +516,9 @@ class SaltoClient:
         request_headers = {**(headers or {}), "Authorization": f"Bearer {token.access_token.get_secret_value()}"}
         started = time.monotonic()
         try:
+            payload = json_body() if callable(json_body) else json_body
             response = self._http.request(
-                method, url, params=params, json=json_body, headers=request_headers, timeout=timeout or self._timeout
+                method, url, params=params, json=payload, headers=request_headers, timeout=timeout or self._timeout
             )
         except httpx2.TransportError as exc:
             self._log(method, url, None, started)
@@ -614,3 +623,14 @@ def _require_answer(response: httpx2.Response, *, doing: str) -> None:
             http_status=response.status_code,
             kind="unreadable_answer",
         ) from None
+
+
+class _LazySecrets:
+    """Secrets to scrub that are only known once a request is built (the OTP of each send)."""
+
+    def __init__(self, fixed: Iterable[str], later: list[str]) -> None:
+        self._fixed = tuple(fixed)
+        self._later = later
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*self._fixed, *self._later))

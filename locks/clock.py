@@ -62,3 +62,8 @@ def salto_time(reading: ClockReading | None, *, now: datetime | None = None) -> 
     if reading is None or not reading.is_off:
         return now
     return now + timedelta(seconds=reading.offset_seconds)
+
+
+def clock_warning(offset_seconds: float) -> str:
+    side = "behind" if offset_seconds > 0 else "ahead"
+    return f"this server's clock is {abs(offset_seconds):.0f} s off Salto's ({side})"

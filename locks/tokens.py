@@ -1,6 +1,6 @@
 """Access tokens for the Salto KS Connect API, cached in the Django cache and fetched by one caller at a time.
 
-Reference: docs/salto-ks.md §2.1 (password grant, expires_in 3600) and docs/architecture.md ("Tokens").
+Reference: docs/salto-ks.md §2.1 (password grant, expires_in 3600) and §2.2 (the token).
 
 Many web processes and Celery workers may need a token at the same moment (a burst of check-ins at
 the top of the hour). Without coordination every one of them would run a password grant, which is

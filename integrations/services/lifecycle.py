@@ -36,8 +36,11 @@ class ConfigSaveResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     # Environment, Site UID or Username changed: everything that belonged to the old one was cleared and
-    # the integration deactivated, so it must not be activated in the same save.
+    # the integration deactivated.
     identity_reset: bool = False
+    # The IQ activation was cleared (an identity or an IQ id change): the integration must not be activated
+    # in the same save, and its missing steps are already said by the reset's warning.
+    activation_reset: bool = False
 
 
 def integration_config_save(
@@ -60,6 +63,7 @@ def integration_config_save(
     is_new = integration.pk is None
     identity = sorted(changed & set(IDENTITY_FIELDS))
     identity_reset = not is_new and bool(identity)
+    activation_reset = identity_reset
     if identity_reset:
         labels = ", ".join(IDENTITY_LABELS[name] for name in identity)
         was_active = integration.is_active
@@ -81,6 +85,7 @@ def integration_config_save(
             outcomes.append(Outcome.warning("Password changed: click Test / request access to check it."))
         if not is_new and "iq_id" in changed:
             _reset_activation(integration)
+            activation_reset = True
             reasons.append("IQ id changed: IQ activation reset")
             text = (
                 "IQ id changed: the IQ secret, current pin and IQ activation belonged to the old IQ and were "
@@ -96,7 +101,7 @@ def integration_config_save(
         integration.save()
         if identity_reset:
             integration.cached_locks.all().delete()
-    return ConfigSaveResult(outcomes=outcomes, identity_reset=identity_reset)
+    return ConfigSaveResult(outcomes=outcomes, identity_reset=identity_reset, activation_reset=activation_reset)
 
 
 def _reset_activation(integration: Integration) -> None:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from bookings.models import Booking
 from bookings.services import Actor, acting_user
@@ -69,9 +70,6 @@ PERFORM_OPEN_TASK = "integrations.perform_open"
 CLAIM_EARLY_SECONDS = 0.5
 # A pending row whose due time passed this long ago lost its message; the sweeper queues it again.
 SWEEP_GRACE_SECONDS = 5.0
-# How long a worker holds a row it is sending (or checking): longer than the task's hard time limit (45 s),
-# so no live worker still holds a row the sweeper takes back.
-SENDING_LEASE_SECONDS = 50.0
 QUEUE_DOWN_REASON = (
     "The task queue could not be reached; the request is kept and the sweeper sends it within about 20 s "
     "(if the worker runs)."
@@ -98,7 +96,9 @@ def open_request_create(
 
     ASSESSMENT is the policy's answer the caller already has (the status-change receiver asks it to decide
     whether to open at all); without one the policy is evaluated here, under the booking's row lock. Either
-    way it is evaluated once per request, and again just before sending (ADR 0005, decision 2).
+    way it is evaluated once per request, and again just before sending (ADR 0005, decision 2). A passed
+    assessment was made just before the row lock: a status change in between can record a pending row the
+    policy would now refuse, and the check just before sending refuses it then, before anything is sent.
     Identical requests for one booking inside OPEN_DEDUPE_SECONDS collapse into the first one (ADR 0005,
     decision 4; ADR 0002, point 1): a double click, an announcement delivered twice, staff and the status
     change at once. The booking row is locked while checking and inserting so two web processes cannot both
@@ -111,6 +111,8 @@ def open_request_create(
         if assessment is None:
             fresh = Booking.objects.select_related("object__parent", "status").get(pk=booking.pk)
             assessment = booking_open_assessment(booking=fresh, now=now)
+        elif assessment.booking_id != booking.pk:
+            raise ValueError(f"the assessment of booking {assessment.booking_id} was passed for booking {booking.pk}")
         decision = assessment.decision
         lock = decision.lock
 
@@ -166,9 +168,12 @@ def open_request_enqueue(*, open_request_id: int) -> bool:
     The row is committed before this runs, so a broker that is down loses nothing: the sweeper dispatches the
     row later. The caller is answered as for any pending request, and the row says why it waits.
     """
+    # From the registry, not by signature: an unregistered name must fail loudly (NotRegistered), never fall back
+    # to a silent send_task that no eager run would execute.
+    task = current_app.tasks[PERFORM_OPEN_TASK]
     try:
-        current_app.signature(PERFORM_OPEN_TASK, args=(open_request_id,)).apply_async()
-    except Exception:
+        task.apply_async(args=(open_request_id,))
+    except (OperationalError, OSError):
         logger.exception("Open request %s: the task queue could not be reached; left to the sweeper", open_request_id)
         OpenRequest.objects.filter(pk=open_request_id, state=State.PENDING).update(reason=QUEUE_DOWN_REASON)
         return False
@@ -179,7 +184,7 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     """Send one pending open request to Salto KS, at most once; settle an unconfirmed one. Safe to repeat."""
     now = timezone.now()
     fresh_since = now - freshness()
-    lease_until = now + timedelta(seconds=SENDING_LEASE_SECONDS)
+    lease_until = now + timedelta(seconds=settings.OPEN_SENDING_LEASE_SECONDS)
     # A retry waits for its due time (Salto's Retry-After): a duplicate or early message must not jump it.
     due_before = now + timedelta(seconds=CLAIM_EARLY_SECONDS)
     checking = OpenRequest.objects.claim_unconfirmed(open_request_id, due_before=due_before, lease_until=lease_until)
@@ -306,7 +311,7 @@ def open_requests_sweep() -> SweepResult:
     expired = OpenRequest.objects.expire_stale(created_before=fresh_since, reason=expire_reason(), now=now)
     abandoned = OpenRequest.objects.abandon_stale(
         now=now,
-        unleased_before=fresh_since - timedelta(seconds=SENDING_LEASE_SECONDS),
+        unleased_before=fresh_since - timedelta(seconds=settings.OPEN_SENDING_LEASE_SECONDS),
         reason="The worker stopped while sending; whether the door opened is being checked in Salto's entries.",
     )
     overdue = now - timedelta(seconds=SWEEP_GRACE_SECONDS)

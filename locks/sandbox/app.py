@@ -535,7 +535,10 @@ class FaultInjection:
         headers = {}
         if fault.retry_after is not None:
             value = fault.retry_after
-            headers["Retry-After"] = str(int(value)) if float(value).is_integer() else str(value)
+            if isinstance(value, str):
+                headers["Retry-After"] = value  # an HTTP date, or anything a test wants the client to read
+            else:
+                headers["Retry-After"] = str(int(value)) if float(value).is_integer() else str(value)
         if fault.body is not None:
             return PlainTextResponse(fault.body, status_code=status, headers=headers, media_type=fault.content_type)
         if status == 429:

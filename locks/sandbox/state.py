@@ -125,7 +125,7 @@ class Fault:
     path_contains: str = ""
     method: str | None = None
     status: int | None = None
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or a header value sent verbatim (an HTTP date)
     delay_seconds: float = 0.0
     drop_connection: bool = False
     body: str | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import respx
+import time_machine
 from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -297,3 +298,47 @@ def test_the_booking_list_costs_no_queries_per_booking(
     assert response.status_code == 200
     assert len(response.json()["results"]) == 30
     assert all(b["door"]["explain"] for b in response.json()["results"])
+
+
+class _BrokerDown:
+    """Stands in for the Celery app while Redis is down: publishing a task fails as kombu fails."""
+
+    @property
+    def tasks(self) -> dict[str, _BrokerDown]:
+        return {"integrations.perform_open": self}
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> None:
+        from kombu.exceptions import OperationalError
+
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+def test_with_the_broker_down_an_open_is_accepted_and_left_to_the_sweeper(
+    world: World,
+    staff_api: APIClient,
+    salto: respx.Router,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from integrations.services import opening
+
+    # given the broker is down
+    monkeypatch.setattr(opening, "current_app", _BrokerDown())
+    booking = make_booking(world, status=world.paid)
+    # when an open is asked for (the request is committed before it is queued, on commit)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_api.post(open_url(booking))
+    # then the caller gets 202, not 500; the row says why it waits; nothing was sent yet
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["state"] == "pending"
+    waiting = OpenRequest.objects.get(pk=body["id"])
+    assert (waiting.state, waiting.reason) == (OpenRequest.State.PENDING, opening.QUEUE_DOWN_REASON)
+    assert salto.routes["open"].call_count == 0
+    # and when the broker is back, the sweeper (beat) dispatches it and the door opens once
+    monkeypatch.undo()
+    with time_machine.travel(timezone.now() + timedelta(seconds=opening.SWEEP_GRACE_SECONDS + 1)):
+        result = opening.open_requests_sweep()
+    assert result.requeued == [body["id"]]
+    assert OpenRequest.objects.get(pk=body["id"]).state == OpenRequest.State.OPENED
+    assert salto.routes["open"].call_count == 1

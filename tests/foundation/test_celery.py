@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from ireserve_salto.celery import app
 
 
@@ -18,3 +20,20 @@ def test_every_scheduled_task_exists() -> None:
         "integrations.refresh_lock_lists",
     }
     assert scheduled <= set(app.tasks)
+
+
+def test_the_opening_task_is_routed_to_its_queue_when_one_is_set(settings: Any) -> None:
+    from ireserve_salto.celery import app
+
+    router = app.amqp.router
+    settings.OPENING_TASK_QUEUE = ""
+    default = router.route({}, "integrations.perform_open", args=(1,), kwargs={})
+    settings.OPENING_TASK_QUEUE = "doors"
+    routed = router.route({}, "integrations.perform_open", args=(1,), kwargs={})
+    other = router.route({}, "integrations.sweep_open_requests", args=(), kwargs={})
+    # a retry names the queue its message came from: that wins over the route
+    retry = router.route({"queue": "opening-e2e"}, "integrations.perform_open", args=(1,), kwargs={})
+    assert default["queue"].name == app.conf.task_default_queue
+    assert routed["queue"].name == "doors"
+    assert other["queue"].name == app.conf.task_default_queue
+    assert retry["queue"].name == "opening-e2e"

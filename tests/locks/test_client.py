@@ -693,3 +693,16 @@ def test_a_rate_limited_identity_server_is_unreachable_with_its_retry_after(
         client.fetch_token()
     # then
     assert (info.value.http_status, info.value.retry_after) == (429, 12.0)
+
+
+def _all_subclasses(kind: type[errors.SaltoError]) -> list[type[errors.SaltoError]]:
+    return [sub for direct in kind.__subclasses__() for sub in (direct, *_all_subclasses(direct))]
+
+
+def test_every_error_the_client_can_raise_is_in_exactly_one_family() -> None:
+    families = [errors.SaltoAuthError, errors.SaltoTransientError, errors.SaltoPermanentError]
+    named = [kind for kind in _all_subclasses(errors.SaltoError) if kind not in families]
+    assert len(set(named)) >= 15  # the walk reaches the named kinds, not only the families
+    for kind in named:
+        assert [f for f in families if issubclass(kind, f)] != [], kind
+        assert len([f for f in families if issubclass(kind, f)]) == 1, kind

@@ -604,7 +604,7 @@ def test_changing_the_identity_resets_what_belonged_to_it(
     result = integration_config_save(integration=integration, changed_fields=[field])
     outcomes = result.outcomes
     # then
-    assert result.identity_reset is True
+    assert (result.identity_reset, result.activation_reset) == (True, True)
     assert len(outcomes) == 1
     assert outcomes[0].level == "warning"
     assert outcomes[0].message.startswith(f"{label} changed, so the Site ID, access test, IQ activation")
@@ -625,7 +625,7 @@ def test_changing_the_password_only_resets_the_access_test(integration: Integrat
     integration.password = "a-new-password"
     result = integration_config_save(integration=integration, changed_fields=[], secrets_changed=["password"])
     assert [o.message for o in result.outcomes] == ["Password changed: click Test / request access to check it."]
-    assert result.identity_reset is False
+    assert (result.identity_reset, result.activation_reset) == (False, False)
     integration.refresh_from_db()
     assert integration.password == "a-new-password"
     assert integration.access_test_ok is None
@@ -639,7 +639,7 @@ def test_changing_the_iq_resets_the_activation(integration: Integration) -> None
     integration.iq_id = OTHER_IQ_ID
     result = integration_config_save(integration=integration, changed_fields=["iq_id"])
     assert result.outcomes[0].message.startswith("IQ id changed: the IQ secret, current pin and IQ activation")
-    assert result.identity_reset is False
+    assert (result.identity_reset, result.activation_reset) == (False, True)
     integration.refresh_from_db()
     assert integration.activation_state == Integration.ActivationState.NOT_ACTIVATED
     assert integration.iq_secret == ""
@@ -650,7 +650,7 @@ def test_saving_other_fields_resets_nothing(integration: Integration) -> None:
     make_ready(integration)
     integration.minutes_before = 30
     result = integration_config_save(integration=integration, changed_fields=["minutes_before"])
-    assert (result.outcomes, result.identity_reset) == ([], False)
+    assert (result.outcomes, result.identity_reset, result.activation_reset) == ([], False, False)
     integration.refresh_from_db()
     assert integration.is_activated
     assert integration.site_id == SITE_ID

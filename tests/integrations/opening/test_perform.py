@@ -388,14 +388,27 @@ def test_a_rejected_otp_is_never_retried_and_flags_the_integration(
 
 
 @pytest.mark.parametrize(
-    ("response", "fragment"),
+    ("response", "fragment", "kind", "online"),
     [
-        (salto_error_response(403, "2203", "User does not have permission for this operation"), "refused to open"),
-        (salto_error_response(409, "3102", "Request execution failed with code: lock_offline"), "offline"),
+        (
+            salto_error_response(403, "2203", "User does not have permission for this operation"),
+            "refused to open",
+            "permission_denied",
+            True,
+        ),
+        (
+            salto_error_response(409, "3102", "Request execution failed with code: lock_offline"),
+            "offline",
+            "lock_offline",
+            False,
+        ),
+        # Salto's words decide before the status (ADR 0002, point 18): a 403 saying offline is an offline lock
+        (salto_error_response(403, "2203", "Lock is offline"), "offline", "lock_offline", False),
     ],
+    ids=["permission", "lock-offline", "403-offline"],
 )
 def test_other_salto_errors_fail_with_code_and_message(
-    world: World, salto: respx.Router, response: dict[str, Any], fragment: str
+    world: World, salto: respx.Router, response: dict[str, Any], fragment: str, kind: str, online: bool
 ) -> None:
     route = salto.patch(OPEN_URL).mock(return_value=respx.MockResponse(**response))
     booking = make_booking(world, status=world.paid)
@@ -405,6 +418,8 @@ def test_other_salto_errors_fail_with_code_and_message(
 
     open_request.refresh_from_db()
     assert fragment in open_request.reason
+    assert open_request.outcome_code == kind
+    assert CachedLock.objects.get(lock_id=FRONT_DOOR).online is online
     assert open_request.salto_error_code == response["json"]["ErrorCode"]
     assert open_request.salto_message == response["json"]["Message"]
     assert route.call_count == 1

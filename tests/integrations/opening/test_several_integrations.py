@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from integrations.models import Integration, LockMapping
-from integrations.selectors import activation_missing_steps, booking_open_assessment, integration_for_booking
+from integrations.selectors import activation_missing_steps, booking_open_assessment
 from tests.integrations.opening.builders import World, make_booking, make_world
 
 pytestmark = pytest.mark.django_db
@@ -47,9 +47,9 @@ def test_a_sub_objects_own_mapping_beats_another_integrations_parent_mapping() -
     LockMapping.objects.create(integration=studio_only, object=world.studio, lock_id="studio-2", lock_name="S2")
     # the parent's integration is listed first by name: only specificity can pick the studio's
     booking = make_booking(world, status=world.paid, obj=world.studio)
-    assert integration_for_booking(booking=booking) == studio_only
+    assert booking_open_assessment(booking=booking).integration == studio_only
     garage_booking = make_booking(world, status=world.paid, obj=world.building)
-    assert integration_for_booking(booking=garage_booking) == world.integration
+    assert booking_open_assessment(booking=garage_booking).integration == world.integration
 
 
 def test_a_second_active_wildcard_is_refused_at_activation() -> None:

@@ -1,0 +1,278 @@
+"""The fault suite: a real worker against the sandbox, one injected fault per scenario, counted at the door.
+
+Each scenario moves bookings into an allowed status and waits until every open request is settled (and, when
+opened, checked against Salto's entries). It then compares what the product recorded with what the sandbox saw
+physically, and prints one line. Every scenario must show duplicated 0, lost 0, late 0 and an audit equal to
+the physical opens. `docs/reliability.md` carries the figures of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx2
+import pytest
+import redis
+from django.conf import settings
+
+from bookings.services import booking_change_status
+from integrations.models import CachedLock, LockMapping, OpenRequest
+from integrations.services.opening import open_requests_sweep
+from locks.sandbox import RunningSandbox
+from locks.sandbox.demo import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_IQ_ID,
+    DEMO_LOCK_IDS,
+    DEMO_PASSWORD,
+    DEMO_SITE_ID,
+    DEMO_USERNAME,
+)
+from tests.e2e.conftest import Worker, _database_url
+from tests.integrations.opening.builders import World, make_booking, make_world
+from tests.worker_process import celery_worker
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+FAULT_QUEUE = "opening-faults"
+FRESHNESS = 30
+GRACE = 3
+TIMEOUT = 2
+LEASE = 5
+FRONT_DOOR = DEMO_LOCK_IDS["Front door"]
+State = OpenRequest.State
+SETTLED = {State.OPENED, State.FAILED, State.REFUSED, State.EXPIRED}
+RESULTS: list[dict[str, Any]] = []
+
+
+def _env(sandbox: RunningSandbox) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": str(settings.REDIS_URL),
+        "OPEN_FRESHNESS_SECONDS": str(FRESHNESS),
+        "OPEN_ENTRIES_POLL_SECONDS": "1",
+        "OPEN_ENTRIES_GRACE_SECONDS": str(GRACE),
+        "OPEN_SENDING_LEASE_SECONDS": str(LEASE),
+        "SALTO_KS_HTTP_TIMEOUT_SECONDS": str(TIMEOUT),
+        "SALTO_KS_ACCEPTANCE_IDENTITY_URL": sandbox.url,
+        "SALTO_KS_ACCEPTANCE_API_URL": sandbox.url,
+        "SALTO_KS_CLIENT_ID": DEMO_CLIENT_ID,
+        "SALTO_KS_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "DEBUG": "0",
+    }
+
+
+@pytest.fixture(scope="module")
+def fault_worker(
+    django_db_setup: Any, django_db_blocker: Any, e2e_sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], Worker]]:
+    """A worker on its own queue; `restart()` (the yielded callable) starts a fresh one after a SIGKILL."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("the fault suite needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL)")
+    redis.Redis.from_url(str(settings.REDIS_URL)).delete(FAULT_QUEUE)
+    contexts: list[Any] = []
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        log = tmp_path_factory.mktemp("fault-worker") / "worker.log"
+        hostname = f"opening-faults-{os.getpid()}-{len(contexts)}@localhost"
+        context = celery_worker(_env(e2e_sandbox), queue=FAULT_QUEUE, hostname=hostname, log=log, startup_timeout=30)
+        process = context.__enter__()
+        contexts.append(context)
+        workers.append(Worker(process, log, hostname))
+        return workers[-1]
+
+    start()
+    try:
+        yield lambda: workers[-1] if workers[-1].process.poll() is None else start()
+    finally:
+        for context in reversed(contexts):
+            context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def world(e2e_sandbox: RunningSandbox, fault_worker: Callable[[], Worker], settings: Any) -> World:
+    e2e_sandbox.state.reset()
+    control(e2e_sandbox, "config", {"clock_offset_seconds": 0})
+    settings.OPENING_TASK_QUEUE = FAULT_QUEUE
+    settings.OPEN_FRESHNESS_SECONDS = FRESHNESS
+    settings.OPEN_DEDUPE_SECONDS = 0
+    activation = e2e_sandbox.state.activate(DEMO_IQ_ID)
+    world = make_world(
+        site_id=DEMO_SITE_ID,
+        iq_id=DEMO_IQ_ID,
+        username=DEMO_USERNAME,
+        password=DEMO_PASSWORD,
+        iq_secret=activation["secret"],
+        current_pin=activation["pin"],
+    )
+    LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
+    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR, iq_id=DEMO_IQ_ID)
+    return world
+
+
+def control(sandbox: RunningSandbox, path: str, body: dict[str, Any]) -> None:
+    httpx2.post(f"{sandbox.url}/_sandbox/{path}", json=body, timeout=5).raise_for_status()
+
+
+def settled(count: int, timeout: float = 45) -> list[OpenRequest]:
+    """Wait until COUNT open requests are settled, and every opened one was checked against the entries."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        requests = list(OpenRequest.objects.prefetch_related("sends").order_by("pk"))
+        done = [r for r in requests if r.state in SETTLED]
+        checked = all(r.confirmation for r in done if r.state == State.OPENED)
+        if len(done) >= count and checked:
+            return requests
+        time.sleep(0.2)
+    raise AssertionError(f"not settled in {timeout} s: {[(r.pk, r.state, r.reason) for r in requests]}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    faults: list[dict[str, Any]]
+    expected: int = 1  # physical opens a correct product causes (0: Salto refuses for longer than freshness)
+    bookings: int = 1
+    config: dict[str, Any] | None = None
+
+
+SCENARIOS = [
+    Scenario("reply lost after acting", [{"path_contains": "/locking", "drop_connection": True, "after_acting": True}]),
+    Scenario("503 after acting", [{"path_contains": "/locking", "status": 503, "after_acting": True}]),
+    Scenario(
+        "reply slower than the timeout",
+        [{"path_contains": "/locking", "delay_seconds": TIMEOUT + 1.5, "after_acting": True}],
+    ),
+    Scenario("timeout before acting", [{"path_contains": "/locking", "delay_seconds": TIMEOUT + 0.5}]),
+    Scenario("503 twice, then OK", [{"path_contains": "/locking", "status": 503, "times": 2}]),
+    Scenario("429, Retry-After 1 s", [{"path_contains": "/locking", "status": 429, "retry_after": 1}]),
+    Scenario("429, Retry-After as an HTTP date", [{"path_contains": "/locking", "status": 429, "retry_after": -1}]),
+    Scenario(
+        "429, Retry-After huge (1e20)",
+        [{"path_contains": "/locking", "status": 429, "retry_after": 1e20, "times": None}],
+        expected=0,
+    ),
+    Scenario("dropped connection before acting", [{"path_contains": "/locking", "drop_connection": True}]),
+    Scenario(
+        "200 with an HTML page",
+        [
+            {
+                "path_contains": "/locking",
+                "status": 200,
+                "body": "<html><body>maintenance</body></html>",
+                "content_type": "text/html",
+                "after_acting": True,
+            }
+        ],
+    ),
+    Scenario(
+        "200 with malformed JSON",
+        [{"path_contains": "/locking", "status": 200, "body": '{"items": [', "after_acting": True}],
+    ),
+    Scenario("token expiry in the middle of a burst", [], bookings=5),
+    Scenario("sandbox clock +2 min", [], config={"clock_offset_seconds": 120}),
+    Scenario("sandbox clock -2 min", [], config={"clock_offset_seconds": -120}),
+    Scenario("sandbox clock +5 min", [], config={"clock_offset_seconds": 300}),
+    Scenario("sandbox clock -5 min", [], config={"clock_offset_seconds": -300}),
+]
+
+
+def _http_date_in(seconds: float) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_each_fault_opens_exactly_as_often_as_the_audit_says(
+    scenario: Scenario, world: World, e2e_sandbox: RunningSandbox
+) -> None:
+    # given the fault
+    if scenario.config:
+        control(e2e_sandbox, "config", scenario.config)
+    for fault in scenario.faults:
+        if fault.get("retry_after") == -1:
+            # an HTTP date one second ahead: the sandbox sends retry_after verbatim when it is a string
+            fault = {**fault, "retry_after": _http_date_in(1)}
+        control(e2e_sandbox, "faults", fault)
+    opens_before = len(e2e_sandbox.state.opens())
+    # when bookings enter an allowed status
+    bookings = [make_booking(world, start=None) for _ in range(scenario.bookings)]
+    for index, booking in enumerate(bookings):
+        booking_change_status(booking=booking, status=world.paid)
+        if scenario.name.startswith("token expiry") and index == 1:
+            control(e2e_sandbox, "tokens/expire", {})
+    requests = settled(scenario.bookings)
+    # then
+    row = _count(scenario, requests, len(e2e_sandbox.state.opens()) - opens_before)
+    RESULTS.append(row)
+    print(_line(row))
+    assert (row["duplicated"], row["lost"], row["late"]) == (0, 0, 0), row
+    assert row["audit"] == row["opened"], row
+
+
+def test_a_worker_killed_mid_send_is_settled_by_the_entries(
+    world: World, e2e_sandbox: RunningSandbox, fault_worker: Callable[[], Worker]
+) -> None:
+    # given Salto opens the door and answers slowly, and the worker is killed while it waits
+    control(e2e_sandbox, "faults", {"path_contains": "/locking", "delay_seconds": TIMEOUT - 0.5, "after_acting": True})
+    opens_before = len(e2e_sandbox.state.opens())
+    booking = make_booking(world)
+    booking_change_status(booking=booking, status=world.paid)
+    worker = fault_worker()
+    deadline = time.monotonic() + 20
+    while len(e2e_sandbox.state.opens()) == opens_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.wait(10)
+    # when a new worker starts and the sweeper (beat's job) finds the row whose lease ran out
+    fault_worker()
+    time.sleep(LEASE + 0.5)
+    result = open_requests_sweep()
+    assert result.abandoned == 1
+    requests = settled(1)
+    # then the entries decide: opened once, never sent again
+    row = _count(Scenario("worker SIGKILL mid-send", []), requests, len(e2e_sandbox.state.opens()) - opens_before)
+    RESULTS.append(row)
+    print(_line(row))
+    assert (row["duplicated"], row["lost"], row["late"]) == (0, 0, 0), row
+    assert row["audit"] == row["opened"] == 1, row
+    assert requests[0].reason.startswith("Confirmed by Salto's entries")
+
+
+def _count(scenario: Scenario, requests: list[OpenRequest], physical: int) -> dict[str, Any]:
+    sends = [send for r in requests for send in r.sends.all()]
+    late = sum(
+        1 for r in requests for send in r.sends.all() if send.sent_at > r.created_at + timedelta(seconds=FRESHNESS)
+    )
+    # What the audit says happened at the door: an opened request is one open, or as many as Salto's entries
+    # matched to it (a double open shows as two).
+    audit = sum(max(1, len(r.salto_entry_ids)) for r in requests if r.state == State.OPENED)
+    return {
+        "scenario": scenario.name,
+        "expected": scenario.expected * scenario.bookings,
+        "sent": len(sends),
+        "opened": physical,
+        "duplicated": max(0, physical - scenario.expected * scenario.bookings),
+        "lost": max(0, scenario.expected * scenario.bookings - physical),
+        "late": late,
+        "audit": audit,
+        "states": sorted({r.state for r in requests}),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"FAULT {row['scenario']:<40} expected {row['expected']}  sent {row['sent']}  opened {row['opened']}  "
+        f"duplicated {row['duplicated']}  lost {row['lost']}  late {row['late']}  "
+        f"audit {'matches' if row['audit'] == row['opened'] else 'DIFFERS'} ({','.join(row['states'])})"
+    )
