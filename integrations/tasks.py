@@ -16,7 +16,12 @@ from integrations.models import Integration
 from integrations.services.confirming import open_request_confirm
 from integrations.services.console import locks_refresh
 from integrations.services.health import integration_health_check
-from integrations.services.opening import PERFORM_OPEN_TASK, open_request_perform, open_requests_sweep
+from integrations.services.opening import (
+    CONFIRM_OPEN_TASK,
+    PERFORM_OPEN_TASK,
+    open_request_perform,
+    open_requests_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ logger = logging.getLogger(__name__)
 def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
     outcome = open_request_perform(open_request_id=open_request_id)
     if outcome.confirm_in is not None and not self.request.is_eager:
-        confirm_open.apply_async(args=(open_request_id,), countdown=outcome.confirm_in)
+        confirm_open.apply_async(args=(open_request_id,), countdown=outcome.confirm_in, **_same_queue(self))
     elif outcome.confirm_in is not None:
         # Without a broker (the demo) one look now; a later one needs a worker and beat.
         confirm_open.apply(args=(open_request_id,), kwargs={"again": False})
@@ -45,21 +50,21 @@ def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
         # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
         # first claims it (ADR 0002, point 2). Stay on the queue this message came from; without one (eager)
         # CELERY_TASK_ROUTES decides.
-        delivery_info = getattr(self.request, "delivery_info", None) or {}
-        options: dict[str, Any] = {"countdown": outcome.retry_in}
-        if delivery_info.get("routing_key"):
-            options["queue"] = delivery_info["routing_key"]
-        perform_open.apply_async(args=(open_request_id,), **options)
+        perform_open.apply_async(args=(open_request_id,), countdown=outcome.retry_in, **_same_queue(self))
 
 
-@shared_task(
-    bind=True, name="integrations.confirm_open", acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45
-)
+def _same_queue(task: Task[Any, Any]) -> dict[str, Any]:
+    """Stay on the queue this message came from (the worker consumes it); without one the route decides."""
+    delivery_info = getattr(task.request, "delivery_info", None) or {}
+    return {"queue": delivery_info["routing_key"]} if delivery_info.get("routing_key") else {}
+
+
+@shared_task(bind=True, name=CONFIRM_OPEN_TASK, acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45)
 def confirm_open(self: Task[Any, Any], open_request_id: int, again: bool = True) -> None:
     """Check an opened request against Salto's entries; look again later while they may still lag."""
     retry_in = open_request_confirm(open_request_id=open_request_id)
     if retry_in is not None and again and not self.request.is_eager:
-        confirm_open.apply_async(args=(open_request_id,), countdown=retry_in)
+        confirm_open.apply_async(args=(open_request_id,), countdown=retry_in, **_same_queue(self))
 
 
 @shared_task(

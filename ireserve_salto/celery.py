@@ -13,15 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ireserve_salto.settings")
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any) -> dict[str, str] | None:
-    """CELERY_TASK_ROUTES: the opening task goes to OPENING_TASK_QUEUE when one is set.
+    """CELERY_TASK_ROUTES: the opening tasks (send, and confirm against the entries) go to OPENING_TASK_QUEUE.
 
     Read at each send rather than once, so a test or bench can point one worker at its own queue.
     """
     from django.conf import settings
 
-    from integrations.services.opening import PERFORM_OPEN_TASK
+    from integrations.services.opening import CONFIRM_OPEN_TASK, PERFORM_OPEN_TASK
 
-    if name == PERFORM_OPEN_TASK and settings.OPENING_TASK_QUEUE:
+    if name in (PERFORM_OPEN_TASK, CONFIRM_OPEN_TASK) and settings.OPENING_TASK_QUEUE:
         return {"queue": settings.OPENING_TASK_QUEUE}
     return None
 

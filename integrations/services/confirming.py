@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Min
@@ -31,9 +31,12 @@ logger = logging.getLogger(__name__)
 State = OpenRequest.State
 Confirmation = OpenRequest.Confirmation
 
-# Salto's entry time and our send time come from two clocks (measured apart, locks/clock.py) and the entry
-# is written when the lock acts, a moment after the send: look this much before the first send.
-ENTRY_MARGIN_SECONDS = 5.0
+# Salto's entry time and our send time come from two clocks, whose offset is measured to about a second
+# (locks/clock.py): an entry may seem to come this much before the send that caused it.
+ENTRY_MARGIN_SECONDS = 1.5
+# Sends and entries this long before a request's first send are matched too, so an earlier request's open
+# (its answer lost, its entry late) is not taken for this one.
+LOOK_BACK = timedelta(seconds=60)
 # An unconfirmed request whose entries cannot be read gives up this long after its freshness limit.
 UNCONFIRMED_GIVE_UP_SECONDS = 600.0
 
@@ -43,27 +46,81 @@ def grace() -> timedelta:
 
 
 def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> list[Entry]:
-    """Salto's entries that record this request's remote open(s) of its lock, oldest first."""
+    """Salto's entries that record this request's remote open(s) of its lock, oldest first.
+
+    Entries carry no request id, and several requests may open one lock seconds apart (a wildcard lock, a
+    burst). So the remote opens of the lock by this account are matched to the sends that may have caused
+    them, in order (Salto acts on requests as they arrive): each entry goes to the earliest send before it
+    (within ENTRY_MARGIN_SECONDS of clock error) that has no entry yet, sends Salto accepted first, then sends
+    whose answer was lost; an entry left over goes to the latest send before it (a double open). This
+    request's entries are those matched to its own sends.
+    """
     integration = open_request.integration
     assert integration is not None
     first_sent = OpenAttempt.objects.filter(open_request=open_request).aggregate(first=Min("sent_at"))["first"]
-    since = first_sent or open_request.created_at
+    since = (first_sent or open_request.created_at) - LOOK_BACK
     reading = client.clock_reading()
-    offset = reading.offset_seconds if reading is not None else 0.0
-    # Ask in Salto's time: our moment plus the measured offset, minus the margin.
-    since_salto = since + timedelta(seconds=offset - ENTRY_MARGIN_SECONDS)
+    offset = timedelta(seconds=reading.offset_seconds if reading is not None else 0.0)
     user_id = _account_user_id(integration, client)
-    entries = client.list_entries(integration.site_id, since=since_salto, lock_id=open_request.lock_id)
-    taken = _entries_of_other_requests(open_request, since - timedelta(hours=1))
-    mine = [
-        e
-        for e in entries
-        if e.event_category == "lock_opened"
-        and e.access_by in (None, "remote")
-        and (not user_id or not e.user_id or e.user_id == user_id)
-        and e.id not in taken
-    ]
-    return sorted(mine, key=lambda e: e.utc_date_time)
+    # Asked in Salto's time: our moment plus the measured offset.
+    entries = client.list_entries(integration.site_id, since=since + offset, lock_id=open_request.lock_id)
+    remote_opens = sorted(
+        (
+            e
+            for e in entries
+            if e.event_category == "lock_opened"
+            and e.access_by in (None, "remote")
+            and (not user_id or not e.user_id or e.user_id == user_id)
+        ),
+        key=lambda e: e.utc_date_time,
+    )
+    sends = list(
+        OpenAttempt.objects.filter(
+            open_request__integration=integration,
+            open_request__lock_id=open_request.lock_id,
+            sent_at__gte=since,
+            outcome__in=[OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR],
+        )
+        .order_by("sent_at", "pk")
+        .values_list("pk", "open_request_id", "sent_at", "outcome")
+    )
+    owner = _match_in_order(remote_opens, sends, offset=offset)
+    return [e for e in remote_opens if owner.get(e.id) == open_request.pk]
+
+
+def _match_in_order(
+    entries: list[Entry], sends: list[tuple[int, int, datetime, str]], *, offset: timedelta
+) -> dict[str, int]:
+    """Entry id → the open request whose send caused it (see remote_opens_of)."""
+    margin = timedelta(seconds=ENTRY_MARGIN_SECONDS)
+    owner: dict[str, int] = {}
+    used: set[int] = set()
+    for outcome in (OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR):
+        for entry in entries:
+            if entry.id in owner:
+                continue
+            at_ours = _aware(entry.utc_date_time) - offset
+            for send_id, request_id, sent_at, send_outcome in sends:
+                if send_outcome != outcome or send_id in used:
+                    continue
+                if sent_at > at_ours + margin:
+                    break
+                owner[entry.id] = request_id
+                used.add(send_id)
+                break
+    # An entry left over (more opens than sends: Salto acted twice on one command) belongs to the latest send
+    # before it, so a double open is shown where it happened rather than dropped.
+    for entry in entries:
+        if entry.id not in owner:
+            at_ours = _aware(entry.utc_date_time) - offset
+            before = [request_id for _, request_id, sent_at, _ in sends if sent_at <= at_ours + margin]
+            if before:
+                owner[entry.id] = before[-1]
+    return owner
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _account_user_id(integration: Integration, client: SaltoClient) -> str:
@@ -73,13 +130,6 @@ def _account_user_id(integration: Integration, client: SaltoClient) -> str:
         Integration.objects.filter(pk=integration.pk).update(salto_user_id=me.id)
         integration.salto_user_id = me.id
     return integration.salto_user_id
-
-
-def _entries_of_other_requests(open_request: OpenRequest, since: datetime) -> set[str]:
-    others = OpenRequest.objects.filter(
-        integration=open_request.integration, lock_id=open_request.lock_id, created_at__gte=since
-    ).exclude(pk=open_request.pk)
-    return {str(entry_id) for ids in others.values_list("salto_entry_ids", flat=True) for entry_id in ids or []}
 
 
 def _entry_ids(entries: Iterable[Entry]) -> list[str]:

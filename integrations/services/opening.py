@@ -66,6 +66,7 @@ __all__ = [
 # a service does not import its adapters back. Celery resolves the name in its registry (tasks are registered
 # when the app is ready, see IntegrationsConfig.ready).
 PERFORM_OPEN_TASK = "integrations.perform_open"
+CONFIRM_OPEN_TASK = "integrations.confirm_open"
 # Celery's countdown and this clock may differ slightly; a retry may be claimed this much before it is due.
 CLAIM_EARLY_SECONDS = 0.5
 # A pending row whose due time passed this long ago lost its message; the sweeper queues it again.

@@ -21,6 +21,7 @@ import httpx2
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 
 from bookings.services import booking_change_status
 from integrations.models import CachedLock, LockMapping, OpenRequest
@@ -35,6 +36,7 @@ from locks.sandbox.demo import (
     DEMO_SITE_ID,
     DEMO_USERNAME,
 )
+from locks.tokens import token_cache_key
 from tests.e2e.conftest import Worker, _database_url
 from tests.integrations.opening.builders import World, make_booking, make_world
 from tests.worker_process import celery_worker
@@ -104,6 +106,13 @@ def fault_worker(
 def world(e2e_sandbox: RunningSandbox, fault_worker: Callable[[], Worker], settings: Any) -> World:
     e2e_sandbox.state.reset()
     control(e2e_sandbox, "config", {"clock_offset_seconds": 0})
+    # The reset revoked the worker's cached token: forget it, so each scenario's first send carries a fresh token
+    # (a 401 would otherwise meet the injected fault instead of the open) and measures the sandbox's clock anew.
+    cache.delete(
+        token_cache_key(
+            environment="acceptance", identity_url=e2e_sandbox.url, client_id=DEMO_CLIENT_ID, username=DEMO_USERNAME
+        )
+    )
     settings.OPENING_TASK_QUEUE = FAULT_QUEUE
     settings.OPEN_FRESHNESS_SECONDS = FRESHNESS
     settings.OPEN_DEDUPE_SECONDS = 0

@@ -747,3 +747,34 @@ def test_an_entry_of_another_account_or_by_key_is_not_this_open(world: World, sa
         assert open_request_confirm(open_request_id=open_request.pk) is None
     open_request.refresh_from_db()
     assert (open_request.confirmation, open_request.salto_entry_ids) == ("no_record", [])
+
+
+def test_a_rejected_otp_while_the_clocks_disagree_is_a_clock_problem_not_a_reactivation(world: World) -> None:
+    from email.utils import format_datetime
+
+    # given Salto's clock is 5 minutes behind ours (its Date header), and it rejects the OTP
+    salto_date = format_datetime(timezone.now() - timedelta(seconds=300), usegmt=True)
+    with respx.mock(using="httpcore2", assert_all_called=False) as salto:
+        salto.post(TOKEN_URL).respond(200, json=token_body(), headers={"Date": salto_date})
+        route = salto.patch(OPEN_URL).mock(
+            return_value=respx.MockResponse(
+                400,
+                json={"ErrorCode": "3102", "Message": "Request execution failed with code: otp_invalid"},
+                headers={"Date": salto_date},
+            )
+        )
+        booking = make_booking(world, status=world.paid)
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        outcome = open_request_perform(open_request_id=open_request.pk)
+    # then it failed as a clock problem: the operator is not sent typing PINs, nothing is retried
+    assert (outcome.state, route.call_count) == (State.FAILED, 1)
+    open_request.refresh_from_db()
+    assert open_request.outcome_code == "clock_skew"
+    import re
+
+    measured = re.search(r"This server's clock is ([+-]\d+) s off Salto's", open_request.reason)
+    assert measured is not None, open_request.reason
+    assert -302 <= int(measured.group(1)) <= -298
+    integration = Integration.objects.get(pk=world.integration.pk)
+    assert integration.is_activated
+    assert not integration.needs_reactivation
