@@ -129,6 +129,7 @@ def test_open_answers_202_with_the_open_request(
     follow = staff_api.get(f"/api/v1/open-requests/{body['id']}/").json()
     assert follow["state"] == "opened"
     assert follow["attempts"] == 1
+    assert [(s["number"], s["outcome"], s["http_status"]) for s in follow["sends"]] == [(1, "accepted", 200)]
     assert follow["sent_at"]
     assert follow["finished_at"]
     assert salto.routes["open"].call_count == 1

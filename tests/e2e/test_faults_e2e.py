@@ -285,3 +285,42 @@ def _line(row: dict[str, Any]) -> str:
         f"duplicated {row['duplicated']}  lost {row['lost']}  late {row['late']}  "
         f"audit {'matches' if row['audit'] == row['opened'] else 'DIFFERS'} ({','.join(row['states'])})"
     )
+
+
+def test_a_worker_whose_database_connection_is_cut_mid_send_is_settled_by_the_entries(
+    world: World, e2e_sandbox: RunningSandbox, fault_worker: Callable[[], Worker]
+) -> None:
+    from django.db import connection
+
+    # given Salto opens the door and answers a moment later
+    control(e2e_sandbox, "faults", {"path_contains": "/locking", "delay_seconds": TIMEOUT - 0.5, "after_acting": True})
+    opens_before = len(e2e_sandbox.state.opens())
+    booking = make_booking(world)
+    booking_change_status(booking=booking, status=world.paid)
+    fault_worker()
+    deadline = time.monotonic() + 20
+    while len(e2e_sandbox.state.opens()) == opens_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # when the worker's PostgreSQL connection is terminated while it waits for Salto's answer
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        terminated = cursor.fetchone()[0]
+    assert terminated >= 1
+    # and the sweeper (beat's job) later finds the row the worker could not finish
+    deadline = time.monotonic() + LEASE + 20
+    while time.monotonic() < deadline:
+        open_requests_sweep()
+        if OpenRequest.objects.filter(state__in=SETTLED).exists():
+            break
+        time.sleep(0.5)
+    requests = settled(1)
+    # then the entries decide: opened once, never sent again
+    physical = len(e2e_sandbox.state.opens()) - opens_before
+    row = _count(Scenario("worker's PostgreSQL connection cut mid-send", []), requests, physical)
+    RESULTS.append(row)
+    print(_line(row))
+    assert (row["duplicated"], row["lost"], row["late"]) == (0, 0, 0), row
+    assert row["audit"] == row["opened"] == 1, row

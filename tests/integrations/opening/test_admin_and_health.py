@@ -241,3 +241,44 @@ def test_a_rejection_of_the_current_pin_flags_the_integration(world: World) -> N
     fresh = Integration.objects.get(pk=world.integration.pk)
     assert fresh.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
     assert fresh.reactivation_reason == "OTP rejected"
+
+
+def test_with_the_broker_down_the_open_button_says_the_request_waits(
+    world: World, desk: Client, salto: respx.Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.services import opening
+    from tests.api.test_api import _BrokerDown
+
+    monkeypatch.setattr(opening, "current_app", _BrokerDown())
+    # the test's transaction never commits: run the on-commit queueing at once, as a real commit would
+    monkeypatch.setattr(opening.transaction, "on_commit", lambda func, *args, **kwargs: func())
+    booking = make_booking(world, status=world.paid)
+    response = desk.post(f"/admin/bookings/booking/{booking.pk}/open/", follow=True)
+    assert response.status_code == 200
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert f"Booking #{booking.pk} (Guest): opening lock 'Front door'" in text
+    assert opening.QUEUE_DOWN_REASON in text
+
+
+def test_the_open_request_page_shows_every_send(world: World, salto: respx.Router, client: Client) -> None:
+    from integrations.services.opening import open_request_create, open_request_perform
+
+    salto.routes["open"].side_effect = [
+        respx.MockResponse(429, text="quota"),
+        respx.MockResponse(200, json={}),
+    ]
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    open_request_perform(open_request_id=open_request.pk)
+    OpenRequest.objects.filter(pk=open_request.pk).update(next_attempt_at=timezone.now())
+    open_request_perform(open_request_id=open_request.pk)
+    client.force_login(make_user("auditor", is_superuser=True))
+    page = client.get(f"/admin/integrations/openrequest/{open_request.pk}/change/").content.decode()
+    assert "Sends to Salto KS" in page
+    assert page.index("Rejected by Salto") < page.index("Accepted (Salto opened)")  # oldest send first
+    activity = render_to_string(
+        "integrations/_activity.html",
+        {"integration": world.integration, "requests": open_requests_recent(integration=world.integration)},
+    )
+    assert "#1 rejected by salto (429)" in activity
+    assert "#2 accepted (salto opened) (200)" in activity
