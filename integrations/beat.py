@@ -11,4 +11,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-integrations-health": {"task": "integrations.check_integrations_health", "schedule": 300.0},
     # Keep the cached online state fresh, so an offline lock is refused before anything is sent.
     "refresh-lock-lists": {"task": "integrations.refresh_lock_lists", "schedule": 600.0},
+    # Forget API Idempotency-Keys past their time to live, so the table does not grow without bound.
+    "purge-idempotency-keys": {"task": "integrations.purge_idempotency_keys", "schedule": 3600.0},
 }

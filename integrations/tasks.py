@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 from celery import Task, shared_task
+from django.utils import timezone
 
+from integrations.idempotency import idempotency_keys_purge
 from integrations.models import Integration
 from integrations.services.confirming import open_request_confirm
 from integrations.services.console import locks_refresh
@@ -35,22 +37,34 @@ logger = logging.getLogger(__name__)
     time_limit=45,
 )
 def perform_open(self: Task[Any, Any], open_request_id: int) -> None:
+    if self.request.is_eager:
+        _perform_in_process(open_request_id)
+        return
     outcome = open_request_perform(open_request_id=open_request_id)
-    if outcome.confirm_in is not None and not self.request.is_eager:
+    if outcome.confirm_in is not None:
         confirm_open.apply_async(args=(open_request_id,), countdown=outcome.confirm_in, **_same_queue(self))
-    elif outcome.confirm_in is not None:
-        # Without a broker (the demo) one look now; a later one needs a worker and beat.
-        confirm_open.apply(args=(open_request_id,), kwargs={"again": False})
-    if outcome.retry_in is not None and self.request.is_eager:
-        # Without a broker (the demo) a countdown is ignored; wait here so Retry-After is still honoured.
-        # The wait is bounded: the service never schedules a retry past the freshness limit, and an entries
-        # check gives up after its grace period.
-        time.sleep(outcome.retry_in)
     if outcome.retry_in is not None:
         # A fresh message rather than self.retry(): the row is pending again, so whichever delivery comes
-        # first claims it (ADR 0002, point 2). Stay on the queue this message came from; without one (eager)
+        # first claims it (ADR 0002, point 2). Stay on the queue this message came from; without one
         # CELERY_TASK_ROUTES decides.
         perform_open.apply_async(args=(open_request_id,), countdown=outcome.retry_in, **_same_queue(self))
+
+
+# Without a broker (the demo) the task runs inside the web request: it may wait out a Retry-After or an entries
+# check, but never longer than this, and never by recursion. What is still open then stays pending or
+# unconfirmed on the row, for the sweeper of a deployment with a worker and beat.
+EAGER_MAX_WAIT_SECONDS = 25.0
+
+
+def _perform_in_process(open_request_id: int) -> None:
+    waited = 0.0
+    outcome = open_request_perform(open_request_id=open_request_id)
+    while outcome.retry_in is not None and waited + outcome.retry_in <= EAGER_MAX_WAIT_SECONDS:
+        time.sleep(outcome.retry_in)
+        waited += outcome.retry_in
+        outcome = open_request_perform(open_request_id=open_request_id)
+    if outcome.confirm_in is not None:
+        confirm_open.apply(args=(open_request_id,), kwargs={"again": False})
 
 
 def _same_queue(task: Task[Any, Any]) -> dict[str, Any]:
@@ -105,3 +119,10 @@ def refresh_lock_list(integration_id: int) -> None:
         outcome = locks_refresh(integration=integration)
         if not outcome.ok:
             logger.warning("Lock list of integration %s not refreshed: %s", integration_id, outcome.text)
+
+
+@shared_task(name="integrations.purge_idempotency_keys", ignore_result=True, soft_time_limit=60, time_limit=90)
+def purge_idempotency_keys() -> None:
+    removed = idempotency_keys_purge(now=timezone.now())
+    if removed:
+        logger.info("Purged %s expired Idempotency-Keys", removed)

@@ -114,6 +114,8 @@ class SaltoClient:
         self._oauth.register_compliance_hook("access_token_response", self._check_token_response)
         self._cache: BaseCache = cache if cache is not None else default_cache
         self.clock: ClockReading | None = None
+        # The clock reading the last open's OTP was computed with (None: our own clock was used).
+        self.otp_clock: ClockReading | None = None
         self.tokens = TokenProvider(
             fetch=self._request_token,
             cache=cache,
@@ -347,7 +349,8 @@ class SaltoClient:
         def body() -> dict[str, Any]:
             # Built for each send, once the token is in hand: a fresh token request measures Salto's clock
             # (locks/clock.py), and a re-sent command after a 401 must not carry an OTP of the wrong time.
-            otp = compute_otp(secret=secret, pin=pin, at=at or self.salto_now())
+            self.otp_clock = self.clock_reading()
+            otp = compute_otp(secret=secret, pin=pin, at=at or salto_time(self.otp_clock))
             otps.append(otp)
             return {"locked_state": "unlocked", "otp": otp}
 

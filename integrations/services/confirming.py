@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Min
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations.models import Integration, OpenAttempt, OpenRequest
-from integrations.outcomes import format_local
 from integrations.salto import client_for
 from locks.client import SaltoClient
 from locks.errors import SaltoError
@@ -32,8 +33,8 @@ State = OpenRequest.State
 Confirmation = OpenRequest.Confirmation
 
 # Salto's entry time and our send time come from two clocks, whose offset is measured to about a second
-# (locks/clock.py): an entry may seem to come this much before the send that caused it.
-ENTRY_MARGIN_SECONDS = 1.5
+# (locks/clock.py), and the entry's time may be the lock's: an entry may seem this far outside its send.
+ENTRY_MARGIN_SECONDS = 3.0
 # Sends and entries this long before a request's first send are matched too, so an earlier request's open
 # (its answer lost, its entry late) is not taken for this one.
 LOOK_BACK = timedelta(seconds=60)
@@ -45,25 +46,34 @@ def grace() -> timedelta:
     return timedelta(seconds=settings.OPEN_ENTRIES_GRACE_SECONDS)
 
 
-def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> list[Entry]:
+@dataclass(frozen=True)
+class EntriesSeen:
+    mine: list[Entry]  # the remote opens matched to this request's sends
+    nearby: list[Entry]  # other remote opens of the lock since this request's first send (another's, or unsure)
+
+
+def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> EntriesSeen:
     """Salto's entries that record this request's remote open(s) of its lock, oldest first.
 
     Entries carry no request id, and several requests may open one lock seconds apart (a wildcard lock, a
     burst). So the remote opens of the lock by this account are matched to the sends that may have caused
-    them, in order (Salto acts on requests as they arrive): each entry goes to the earliest send before it
-    (within ENTRY_MARGIN_SECONDS of clock error) that has no entry yet, sends Salto accepted first, then sends
-    whose answer was lost; an entry left over goes to the latest send before it (a double open). This
-    request's entries are those matched to its own sends.
+    them, in order (Salto acts on requests as they arrive): each entry goes to the earliest send whose window
+    holds it (from ENTRY_MARGIN_SECONDS before the send to the margin after its answer; for a lost answer, to
+    the grace period after it) and that has no entry yet, sends Salto accepted first; an entry left over goes
+    to the latest send whose window holds it (a double open). `nearby` are the lock's other remote opens since
+    this request's first send: a request that has none of its own must not be sent again while one is there.
     """
     integration = open_request.integration
     assert integration is not None
-    first_sent = OpenAttempt.objects.filter(open_request=open_request).aggregate(first=Min("sent_at"))["first"]
-    since = (first_sent or open_request.created_at) - LOOK_BACK
-    reading = client.clock_reading()
-    offset = timedelta(seconds=reading.offset_seconds if reading is not None else 0.0)
+    # One call first: this client's own fresh reading of Salto's clock (never a stale cached one), and the
+    # account's platform user id, which its entries carry.
     user_id = _account_user_id(integration, client)
-    # Asked in Salto's time: our moment plus the measured offset.
-    entries = client.list_entries(integration.site_id, since=since + offset, lock_id=open_request.lock_id)
+    offset = timedelta(seconds=client.clock.offset_seconds if client.clock is not None else 0.0)
+    first_sent = OpenAttempt.objects.filter(open_request=open_request).aggregate(first=Min("sent_at"))["first"]
+    start = first_sent or open_request.created_at
+    since = start - LOOK_BACK
+    # Asked in Salto's time (our moment plus the measured offset), widely: the match below is done here.
+    entries = client.list_entries(integration.site_id, since=since + offset - LOOK_BACK, lock_id=open_request.lock_id)
     remote_opens = sorted(
         (
             e
@@ -80,19 +90,30 @@ def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> list[Entr
             open_request__lock_id=open_request.lock_id,
             sent_at__gte=since,
             outcome__in=[OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR],
-        )
-        .order_by("sent_at", "pk")
-        .values_list("pk", "open_request_id", "sent_at", "outcome")
+        ).order_by("sent_at", "pk")
     )
     owner = _match_in_order(remote_opens, sends, offset=offset)
-    return [e for e in remote_opens if owner.get(e.id) == open_request.pk]
-
-
-def _match_in_order(
-    entries: list[Entry], sends: list[tuple[int, int, datetime, str]], *, offset: timedelta
-) -> dict[str, int]:
-    """Entry id → the open request whose send caused it (see remote_opens_of)."""
     margin = timedelta(seconds=ENTRY_MARGIN_SECONDS)
+    mine = [e for e in remote_opens if owner.get(e.id) == open_request.pk]
+    nearby = [
+        e
+        for e in remote_opens
+        if owner.get(e.id) != open_request.pk and _aware(e.utc_date_time) - offset >= start - margin
+    ]
+    return EntriesSeen(mine=mine, nearby=nearby)
+
+
+def _window(send: OpenAttempt) -> tuple[datetime, datetime]:
+    margin = timedelta(seconds=ENTRY_MARGIN_SECONDS)
+    ended = send.answered_at or send.sent_at
+    if send.outcome == OpenAttempt.Outcome.UNCLEAR:
+        # Salto may have acted any time until the answer was given up on, and its entry may lag.
+        return send.sent_at - margin, ended + margin + grace()
+    return send.sent_at - margin, ended + margin
+
+
+def _match_in_order(entries: list[Entry], sends: list[OpenAttempt], *, offset: timedelta) -> dict[str, int]:
+    """Entry id → the open request whose send caused it (see remote_opens_of)."""
     owner: dict[str, int] = {}
     used: set[int] = set()
     for outcome in (OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR):
@@ -100,22 +121,21 @@ def _match_in_order(
             if entry.id in owner:
                 continue
             at_ours = _aware(entry.utc_date_time) - offset
-            for send_id, request_id, sent_at, send_outcome in sends:
-                if send_outcome != outcome or send_id in used:
+            for send in sends:
+                low, high = _window(send)
+                if send.outcome != outcome or send.pk in used or not low <= at_ours <= high:
                     continue
-                if sent_at > at_ours + margin:
-                    break
-                owner[entry.id] = request_id
-                used.add(send_id)
+                owner[entry.id] = send.open_request_id
+                used.add(send.pk)
                 break
     # An entry left over (more opens than sends: Salto acted twice on one command) belongs to the latest send
-    # before it, so a double open is shown where it happened rather than dropped.
+    # whose window holds it, so a double open is shown where it happened rather than dropped.
     for entry in entries:
         if entry.id not in owner:
             at_ours = _aware(entry.utc_date_time) - offset
-            before = [request_id for _, request_id, sent_at, _ in sends if sent_at <= at_ours + margin]
-            if before:
-                owner[entry.id] = before[-1]
+            holding = [send.open_request_id for send in sends if _window(send)[0] <= at_ours <= _window(send)[1]]
+            if holding:
+                owner[entry.id] = holding[-1]
     return owner
 
 
@@ -124,12 +144,12 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _account_user_id(integration: Integration, client: SaltoClient) -> str:
-    if not integration.salto_user_id:
-        # Reference: GET /v1.1/me (docs/salto-ks.md §8): the platform id that entries carry as user_id.
-        me = client.get_me()
+    # Reference: GET /v1.1/me (docs/salto-ks.md §8): the platform id that entries carry as user_id.
+    me = client.get_me()
+    if me.id != integration.salto_user_id:
         Integration.objects.filter(pk=integration.pk).update(salto_user_id=me.id)
         integration.salto_user_id = me.id
-    return integration.salto_user_id
+    return me.id
 
 
 def _entry_ids(entries: Iterable[Entry]) -> list[str]:
@@ -137,13 +157,13 @@ def _entry_ids(entries: Iterable[Entry]) -> list[str]:
 
 
 def _salto_local(entry: Entry) -> str:
-    return format_local(entry.utc_date_time)
+    return f"{timezone.localtime(_aware(entry.utc_date_time)):%H:%M:%S}"
 
 
 # --- an unconfirmed request --------------------------------------------------------------------------------
 
 
-def entries_verdict(open_request: OpenRequest) -> tuple[list[Entry] | None, str]:
+def entries_verdict(open_request: OpenRequest) -> tuple[EntriesSeen | None, str]:
     """The entries recording this request's open (None when they could not be read, with the reason)."""
     integration = open_request.integration
     if integration is None:
@@ -160,10 +180,11 @@ def entries_verdict(open_request: OpenRequest) -> tuple[list[Entry] | None, str]
 
 
 def last_send(open_request: OpenRequest) -> datetime | None:
-    result: datetime | None = OpenAttempt.objects.filter(open_request=open_request).aggregate(last=Max("sent_at"))[
-        "last"
-    ]
-    return result
+    """When the last send ended (its answer came or was given up on): the grace period counts from there."""
+    last = OpenAttempt.objects.filter(open_request=open_request).aggregate(
+        last=Max(Coalesce("answered_at", "sent_at"))
+    )["last"]
+    return last  # type: ignore[no-any-return]
 
 
 def opened_reason(entries: list[Entry]) -> str:
@@ -188,7 +209,8 @@ def open_request_confirm(*, open_request_id: int) -> float | None:
         return None
     if open_request.confirmation in (Confirmation.CONFIRMED, Confirmation.DOUBLE):
         return None
-    entries, problem = entries_verdict(open_request)
+    seen, problem = entries_verdict(open_request)
+    entries = seen.mine if seen is not None else None
     now = timezone.now()
     opened_at = open_request.finished_at or now
     if entries:

@@ -295,7 +295,14 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
             )
             # Reference: GET /v1.1/me/{site}/activated_iqs (docs/salto-ks.md §7.3). A 2xx alone is not proof:
             # only Salto's own record of the activation lets the new PIN become the current one.
-            confirmed = _activation_confirmed(client, integration, since=asked_at, clean_answer=status == 204)
+            try:
+                confirmed = _activation_confirmed(client, integration, since=asked_at, clean_answer=status == 204)
+            except errors.SaltoError as exc:
+                return Outcome.failure(
+                    f"Set PIN: Salto KS accepted the new PIN, but the activation could not be verified ({exc}). The "
+                    "old PIN is kept as current pin, though the IQ probably has the new one: click Set PIN again; "
+                    "if it then says the OTP was rejected, the new PIN is active — type it into current pin."
+                )
     except errors.OtpInvalid as exc:
         said = f" Salto KS said: {exc.salto_message}." if exc.salto_message else ""
         return Outcome.failure(
@@ -361,15 +368,15 @@ def _activation_confirmed(
 ) -> bool:
     """Salto lists the account activated at the IQ, activated by this very request as far as can be told.
 
-    An activation_date from before the request belongs to an earlier activation (a re-activation after a PIN
-    change outside): whether Salto moves that date on a PIN change is unknown (docs/salto-ks.md §7.3), so it
-    counts only together with Salto's documented answer, a 204; a 2xx with an odd JSON body does not.
+    Without Salto's documented answer (a 204), only an activation_date from this very request proves it; an older
+    or missing date may belong to an earlier activation (a re-activation after a PIN change outside: whether
+    Salto moves that date on a PIN change is unknown, docs/salto-ks.md §7.3).
     """
     for activated in client.list_activated_iqs(integration.site_id):
         if activated.iq_id != integration.iq_id or not activated.activated:
             continue
         when = activated.activation_date
-        if when is None or _aware(when) >= since - ACTIVATION_DATE_MARGIN or clean_answer:
+        if clean_answer or (when is not None and _aware(when) >= since - ACTIVATION_DATE_MARGIN):
             return True
     return False
 

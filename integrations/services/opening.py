@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -256,7 +257,8 @@ def _policy_then_send(open_request: OpenRequest) -> PerformOutcome:
 
 def _settle_unconfirmed(open_request: OpenRequest) -> PerformOutcome:
     """Did the door open? Salto's entries say; only when they show nothing, long enough, is it sent again."""
-    entries, problem = entries_verdict(open_request)
+    seen, problem = entries_verdict(open_request)
+    entries = seen.mine if seen is not None else None
     now = timezone.now()
     integration = open_request.integration
     if entries and integration is not None:
@@ -287,6 +289,21 @@ def _settle_unconfirmed(open_request: OpenRequest) -> PerformOutcome:
             reason="No open in Salto's entries yet; looking again shortly (entries may lag).",
             outcome_code=open_request.outcome_code or "unconfirmed",
         )
+    if seen is not None and seen.nearby:
+        # Another open of this lock since this request's first send, matched to another request or to none:
+        # it may be this request's. Never twice: it is not sent again.
+        lock = open_request.lock_name or open_request.lock_id
+        finish(
+            open_request,
+            State.FAILED,
+            reason=(
+                f"Not sent again: Salto's entries show an open of lock '{lock}' at {_entry_time(seen.nearby[0])} "
+                "that may be this request's (another request opened the same lock moments before). Check the "
+                "door; ask the guest to try again if it stayed shut."
+            ),
+            outcome_code="outcome_unknown",
+        )
+        return PerformOutcome(State.FAILED)
     if now < not_after(open_request) - timedelta(seconds=FRESHNESS_MARGIN_SECONDS) and (
         open_request.sends.count() < MAX_ATTEMPTS
     ):
@@ -303,6 +320,11 @@ def _settle_unconfirmed(open_request: OpenRequest) -> PerformOutcome:
         outcome_code="not_opened",
     )
     return PerformOutcome(State.FAILED)
+
+
+def _entry_time(entry: Any) -> str:
+    moment = entry.utc_date_time if entry.utc_date_time.tzinfo else entry.utc_date_time.replace(tzinfo=UTC)
+    return f"{timezone.localtime(moment):%H:%M:%S}"
 
 
 def open_requests_sweep() -> SweepResult:
@@ -327,6 +349,26 @@ def open_requests_sweep() -> SweepResult:
         due_now = pk in abandoned or OpenRequest.objects.mark_due(pk, overdue_before=overdue, now=now)
         if due_now and open_request_enqueue(open_request_id=pk):
             requeued.append(pk)
+    if settings.OPEN_CONFIRM_OPENS:
+        _requeue_lost_confirmations(now)
     if expired or requeued or abandoned:
         logger.warning("Open sweep: %s expired, %s re-queued, %s abandoned", expired, len(requeued), len(abandoned))
     return SweepResult(requeued=requeued, expired=expired, abandoned=len(abandoned))
+
+
+def _requeue_lost_confirmations(now: Any) -> None:
+    """Opened rows never checked against the entries (the confirm message was lost) are checked again."""
+    waited = timedelta(seconds=settings.OPEN_ENTRIES_GRACE_SECONDS + 2 * settings.OPEN_ENTRIES_POLL_SECONDS)
+    unchecked = OpenRequest.objects.filter(
+        state=State.OPENED,
+        confirmation="",
+        finished_at__lt=now - waited,
+        finished_at__gte=now - timedelta(hours=1),
+        integration__isnull=False,
+    ).values_list("pk", flat=True)
+    for pk in unchecked[:100]:
+        try:
+            current_app.tasks[CONFIRM_OPEN_TASK].apply_async(args=(pk,))
+        except (OperationalError, OSError):
+            logger.warning("Open request %s: confirmation not queued (task queue unreachable)", pk)
+            return

@@ -167,7 +167,7 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
         open_request.booking_id,
     )
     started = time.monotonic()
-    clock_off = 0.0
+    clock_error = 0.0
     try:
         with client_for(integration, timeout=send_timeout(open_request)) as client:
             # Reference: PATCH /v1.1/sites/{site}/locks/{lock}/locking (docs/salto-ks.md §7.1). The OTP is
@@ -181,8 +181,12 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
                     not_after=not_after(open_request),
                 )
             finally:
-                reading = client.clock_reading()
-                clock_off = reading.offset_seconds if reading is not None else 0.0
+                # How far the OTP's time was from Salto's: this call's own reading against the one it used.
+                if client.clock is not None:
+                    used = client.otp_clock
+                    before = used.offset_seconds if used is not None and used.is_off else 0.0
+                    after = client.clock.offset_seconds if client.clock.is_off else 0.0
+                    clock_error = after - before
     except OutcomeUnknown as exc:
         _answered(attempt, Outcome.UNCLEAR, started, exc)
         return hold_for_entries(
@@ -201,7 +205,7 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
         return PerformOutcome(State.FAILED)
     except SaltoPermanentError as exc:
         _answered(attempt, Outcome.NOT_SENT if not exc.sent else Outcome.REJECTED, started, exc)
-        return _after_permanent(open_request, integration, lock_id, exc, started, clock_off=clock_off)
+        return _after_permanent(open_request, integration, lock_id, exc, started, clock_error=clock_error)
     except Exception as exc:
         # A bug or an unexpected library error in the middle of a send: whether it went out is unknown, so the
         # entries decide (never a blind second send, never "failed" for a door that may have opened).
@@ -230,7 +234,8 @@ def _answered(
 ) -> None:
     OpenAttempt.objects.filter(pk=attempt.pk).update(
         outcome=outcome,
-        answered_at=timezone.now() if outcome != Outcome.UNCLEAR else None,
+        # For a lost answer: when it was given up on (the grace period before any second send counts from here).
+        answered_at=timezone.now(),
         duration_ms=duration_ms(started),
         http_status=exc.http_status if exc is not None else http_status,
         salto_error_code=((exc.error_code or "") if exc is not None else "")[:20],
@@ -275,19 +280,20 @@ def _after_permanent(
     exc: SaltoPermanentError,
     started: float,
     *,
-    clock_off: float,
+    clock_error: float,
 ) -> PerformOutcome:
     """Salto refused (or the command was not sent in time): final, never retried."""
     if isinstance(exc, DeadlinePassed):
         # Getting a token (or re-authenticating) used up the freshness left: nothing reached Salto.
         finish(open_request, State.EXPIRED, reason=expire_reason(), outcome_code="expired", started=started)
         return PerformOutcome(State.EXPIRED)
-    if isinstance(exc, OtpInvalid) and abs(clock_off) > CLOCK_TOLERANCE_SECONDS:
-        # With the clocks minutes apart a rejected OTP says nothing about the PIN: it is the clock to repair,
-        # and flagging "needs re-activation" would send the operator typing PINs.
+    if isinstance(exc, OtpInvalid) and abs(clock_error) > CLOCK_TOLERANCE_SECONDS:
+        # The OTP was built for a time minutes away from Salto's (the offset was not known yet, or had changed):
+        # a rejection says nothing about the PIN. It is the clock to repair, and flagging "needs re-activation"
+        # would send the operator typing PINs. An OTP built at Salto's time and still rejected is the PIN's.
         reason = (
-            f"{exc}. This server's clock is {clock_off:+.0f} s off Salto's: correct the server's time (NTP); "
-            "the IQ activation was not touched."
+            f"{exc}. This server's clock is {clock_error:+.0f} s off Salto's: correct the server's time (NTP); "
+            "the next open computes the one-time code at Salto's time. The IQ activation was not touched."
         )
         finish(
             open_request, State.FAILED, reason=reason, outcome_code="clock_skew", started=started, **salto_fields(exc)
@@ -322,38 +328,43 @@ def finish_opened(
 ) -> bool:
     """Opened: the row, then the booking (the last-open field and the check-in status, ADR 0005 decision 5)."""
     opened_at = opened_at or timezone.now()
-    with transaction.atomic():
-        if not finish(
-            open_request,
-            State.OPENED,
-            reason=reason,
-            outcome_code="opened",
-            started=started,
-            salto_http_status=http_status,
-            salto_error_code="",
-            salto_message="",
-        ):
-            # Salto opened the door, but the row is no longer ours: the audit trail now understates what
-            # happened, which someone must know.
-            logger.error(
-                "Open request %s: lock %s WAS opened, but the request had already been closed as %s",
-                open_request.pk,
-                open_request.lock_id,
-                OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first(),
-            )
-            return False
-        booking = Booking.objects.get(pk=open_request.booking_id)
-        # The *last* open, timezone-aware; then check-in, marked as the integration's own change so the
-        # receiver does not open again.
-        if integration.last_open_field_id is not None:
-            assert integration.last_open_field is not None
-            booking_set_field_value(booking=booking, field=integration.last_open_field, value=opened_at)
-        if integration.checkin_status_id is not None and booking.status_id != integration.checkin_status_id:
-            assert integration.checkin_status is not None
-            booking_change_status(
-                booking=booking,
-                status=integration.checkin_status,
-                actor=open_request.actor,
-                source=BookingStatusChange.Source.INTEGRATION,
-            )
+    # The OPENED row commits on its own: a failing booking update must not undo the record of what the door did.
+    if not finish(
+        open_request,
+        State.OPENED,
+        reason=reason,
+        outcome_code="opened",
+        started=started,
+        salto_http_status=http_status,
+        salto_error_code="",
+        salto_message="",
+    ):
+        # Salto opened the door, but the row is no longer ours: the audit trail now understates what
+        # happened, which someone must know.
+        logger.error(
+            "Open request %s: lock %s WAS opened, but the request had already been closed as %s",
+            open_request.pk,
+            open_request.lock_id,
+            OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first(),
+        )
+        return False
+    try:
+        with transaction.atomic():
+            booking = Booking.objects.get(pk=open_request.booking_id)
+            # The *last* open, timezone-aware; then check-in, marked as the integration's own change so the
+            # receiver does not open again.
+            if integration.last_open_field_id is not None:
+                assert integration.last_open_field is not None
+                booking_set_field_value(booking=booking, field=integration.last_open_field, value=opened_at)
+            if integration.checkin_status_id is not None and booking.status_id != integration.checkin_status_id:
+                assert integration.checkin_status is not None
+                booking_change_status(
+                    booking=booking,
+                    status=integration.checkin_status,
+                    actor=open_request.actor,
+                    source=BookingStatusChange.Source.INTEGRATION,
+                )
+    except Exception:
+        # The door opened and the request says so; the booking's open time or check-in did not happen.
+        logger.exception("Open request %s opened, but the booking could not be updated", open_request.pk)
     return True

@@ -18,6 +18,7 @@ def test_every_scheduled_task_exists() -> None:
         "integrations.sweep_open_requests",
         "integrations.check_integrations_health",
         "integrations.refresh_lock_lists",
+        "integrations.purge_idempotency_keys",
     }
     assert scheduled <= set(app.tasks)
 
@@ -30,10 +31,11 @@ def test_the_opening_task_is_routed_to_its_queue_when_one_is_set(settings: Any) 
     default = router.route({}, "integrations.perform_open", args=(1,), kwargs={})
     settings.OPENING_TASK_QUEUE = "doors"
     routed = router.route({}, "integrations.perform_open", args=(1,), kwargs={})
+    confirm = router.route({}, "integrations.confirm_open", args=(1,), kwargs={})
     other = router.route({}, "integrations.sweep_open_requests", args=(), kwargs={})
     # a retry names the queue its message came from: that wins over the route
     retry = router.route({"queue": "opening-e2e"}, "integrations.perform_open", args=(1,), kwargs={})
     assert default["queue"].name == app.conf.task_default_queue
-    assert routed["queue"].name == "doors"
+    assert routed["queue"].name == confirm["queue"].name == "doors"
     assert other["queue"].name == app.conf.task_default_queue
     assert retry["queue"].name == "opening-e2e"

@@ -351,10 +351,12 @@ def test_set_pin_signs_with_the_otp_and_activates(salto: respx.Router, pin_ready
     [
         ({"status_code": 200, "json": [1, 2, 3]}, activated_iqs_json(activated=False), "does not show this account"),
         ({"status_code": 200, "json": [1, 2, 3]}, activated_iqs_json(at="2026-01-01T00:00:00Z"), "does not show"),
+        # a listing that does not say when (or whether) the account was activated proves nothing either
+        ({"status_code": 200, "json": [1, 2, 3]}, {"items": [{"iq_id": IQ_ID}]}, "does not show"),
         ({"status_code": 200, "text": "<html>proxy</html>"}, None, "may or may not have taken the new PIN"),
         ({"status_code": 200, "text": "x" * 5_000_000}, None, "may or may not have taken the new PIN"),
     ],
-    ids=["json-junk-not-activated", "json-junk-stale-activation", "html", "5-mb-of-text"],
+    ids=["json-junk-not-activated", "json-junk-stale-activation", "json-junk-no-date", "html", "5-mb-of-text"],
 )
 def test_set_pin_keeps_the_old_pin_unless_salto_confirms_the_activation(
     salto: respx.Router, pin_ready: Integration, answer: dict[str, Any], listed: dict[str, Any] | None, fragment: str
@@ -693,3 +695,18 @@ def test_credentials_are_stored_trimmed_whichever_way_they_arrive(db: None) -> N
 def test_needs_reactivation_is_one_answer(integration: Integration, state: str, needs: bool) -> None:
     integration.activation_state = state
     assert integration.needs_reactivation is needs
+
+
+def test_set_pin_accepted_but_not_verifiable_keeps_the_old_pin_and_says_the_new_one_is_probably_active(
+    salto: respx.Router, pin_ready: Integration
+) -> None:
+    salto.put(IQ_URL + "/pin").respond(204)
+    salto.get(ACTIVATED_IQS_URL).respond(503, text="down")
+    outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
+    assert not outcome.ok
+    assert outcome.message.startswith(
+        "Set PIN: Salto KS accepted the new PIN, but the activation could not be verified"
+    )
+    assert "the IQ probably has the new one" in outcome.message
+    pin_ready.refresh_from_db()
+    assert pin_ready.current_pin == PIN

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from typing import Any
@@ -663,8 +664,19 @@ def test_a_send_that_never_connected_is_retried_without_asking_the_entries(world
     assert list(open_request.sends.values_list("outcome", flat=True)) == ["not_sent"]
 
 
-@pytest.mark.parametrize("value", ["1e20", "inf", "-5", "nan", "Tue, 01 Dec 2999 00:00:00 GMT"])
-def test_an_absurd_retry_after_never_leaves_the_row_sending(world: World, salto: respx.Router, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "state"),
+    [
+        ("1e20", State.FAILED),
+        ("inf", State.FAILED),
+        ("Tue, 01 Dec 2999 00:00:00 GMT", State.FAILED),
+        ("-5", State.PENDING),
+        ("nan", State.PENDING),
+    ],
+)
+def test_an_absurd_retry_after_never_leaves_the_row_sending(
+    world: World, salto: respx.Router, value: str, state: str
+) -> None:
     route = salto.patch(OPEN_URL).mock(
         return_value=respx.MockResponse(**salto_error_response(429, "", "quota", **{"Retry-After": value}))
     )
@@ -672,12 +684,27 @@ def test_an_absurd_retry_after_never_leaves_the_row_sending(world: World, salto:
     open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
     outcome = open_request_perform(open_request_id=open_request.pk)
     open_request.refresh_from_db()
-    assert open_request.state == outcome.state
-    assert open_request.state in (State.PENDING, State.FAILED)
-    if open_request.state == State.PENDING:
+    assert (outcome.state, open_request.state) == (state, state)
+    if state == State.FAILED:
+        # a wait of hours (clamped, never an overflow) is past the freshness limit: ended with the reason
+        assert "freshness limit" in open_request.reason
+    else:
+        # a negative or unreadable Retry-After is no advice: the usual first backoff step
         assert outcome.retry_in is not None
-        assert 0 <= outcome.retry_in <= 120
+        assert outcome.retry_in <= 1.0
     assert route.call_count == 1
+
+
+def test_retry_after_is_read_defensively() -> None:
+    from locks.classify import MAX_RETRY_AFTER_SECONDS, retry_after
+
+    assert retry_after("7") == 7.0
+    assert retry_after("1e20") == retry_after("inf") == MAX_RETRY_AFTER_SECONDS
+    assert retry_after("-5") == 0.0
+    assert retry_after("nan") is None
+    assert retry_after("soon") is None
+    assert retry_after("Tue, 01 Dec 2999 00:00:00 GMT") == MAX_RETRY_AFTER_SECONDS
+    assert retry_after("Tue, 01 Dec 1999 00:00:00 GMT") == 0.0
 
 
 def test_a_clean_open_is_confirmed_by_the_entries_afterwards(world: World, salto: respx.Router, settings: Any) -> None:
@@ -752,10 +779,11 @@ def test_an_entry_of_another_account_or_by_key_is_not_this_open(world: World, sa
 def test_a_rejected_otp_while_the_clocks_disagree_is_a_clock_problem_not_a_reactivation(world: World) -> None:
     from email.utils import format_datetime
 
-    # given Salto's clock is 5 minutes behind ours (its Date header), and it rejects the OTP
+    # given Salto's clock is 5 minutes behind ours, which its first answer's Date header shows only with the
+    # rejection of an OTP built at our time
     salto_date = format_datetime(timezone.now() - timedelta(seconds=300), usegmt=True)
     with respx.mock(using="httpcore2", assert_all_called=False) as salto:
-        salto.post(TOKEN_URL).respond(200, json=token_body(), headers={"Date": salto_date})
+        salto.post(TOKEN_URL).respond(200, json=token_body())
         route = salto.patch(OPEN_URL).mock(
             return_value=respx.MockResponse(
                 400,
@@ -778,3 +806,122 @@ def test_a_rejected_otp_while_the_clocks_disagree_is_a_clock_problem_not_a_react
     integration = Integration.objects.get(pk=world.integration.pk)
     assert integration.is_activated
     assert not integration.needs_reactivation
+
+
+def test_an_earlier_open_of_the_lock_without_an_entry_does_not_take_a_later_requests_entry(
+    world: World, salto: respx.Router
+) -> None:
+    # given request A opened cleanly (Salto recorded no entry for it), and 30 s later request B's answer is lost
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [respx.MockResponse(200, json={}), respx.MockResponse(503, text="down")]
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        first = make_booking(world, status=world.paid)
+        a = open_request_create(booking=first, trigger=OpenRequest.Trigger.STAFF).open_request
+        assert open_request_perform(open_request_id=a.pk).state == State.OPENED
+        traveller.shift(30)
+        second = make_booking(world, status=world.paid)
+        b = open_request_create(booking=second, trigger=OpenRequest.Trigger.STAFF).open_request
+        assert open_request_perform(open_request_id=b.pk).state == State.UNCONFIRMED
+        # when B's entry shows up (B did open the door)
+        salto["entries"].respond(200, json={"items": [entry_json("b-open", at=_iso(timezone.now()))]})
+        traveller.shift(1)
+        outcome = open_request_perform(open_request_id=b.pk)
+    # then it is B's: B is opened without a second send, and A keeps no entry that is not its own
+    assert (outcome.state, route.call_count) == (State.OPENED, 2)
+    b.refresh_from_db()
+    assert b.salto_entry_ids == ["b-open"]
+
+
+def test_an_unconfirmed_request_is_never_sent_again_while_an_open_of_its_lock_may_be_its_own(
+    world: World, salto: respx.Router
+) -> None:
+    # given request R's answer is lost, and request Q opens the same lock a moment later, cleanly
+    route = salto.patch(OPEN_URL)
+    route.side_effect = [respx.MockResponse(503, text="down"), respx.MockResponse(200, json={})]
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        r = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+        assert open_request_perform(open_request_id=r.pk).state == State.UNCONFIRMED
+        traveller.shift(0.5)
+        q = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+        assert open_request_perform(open_request_id=q.pk).state == State.OPENED
+        # and Salto shows one open of the lock, which is Q's (Salto accepted Q) or R's late one: unsure
+        salto["entries"].respond(200, json={"items": [entry_json("one-open", at=_iso(timezone.now()))]})
+        traveller.shift(1)
+        outcome = open_request_perform(open_request_id=r.pk)
+    # then R is not sent again (a door must never open twice), and says why
+    assert (outcome.state, route.call_count) == (State.FAILED, 2)
+    r.refresh_from_db()
+    assert r.outcome_code == "outcome_unknown"
+    assert r.reason.startswith("Not sent again: Salto's entries show an open of lock 'Front door' at ")
+
+
+def test_an_otp_built_at_salto_time_and_still_rejected_is_the_pin_not_the_clock(world: World) -> None:
+    from email.utils import format_datetime
+
+    # given the clocks are 5 minutes apart, measured before the OTP was built (the token answer's Date)
+    salto_date = format_datetime(timezone.now() - timedelta(seconds=300), usegmt=True)
+    with respx.mock(using="httpcore2", assert_all_called=False) as salto:
+        salto.post(TOKEN_URL).respond(200, json=token_body(), headers={"Date": salto_date})
+        salto.patch(OPEN_URL).respond(
+            400,
+            json={"ErrorCode": "3102", "Message": "Request execution failed with code: otp_invalid"},
+            headers={"Date": salto_date},
+        )
+        booking = make_booking(world, status=world.paid)
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        open_request_perform(open_request_id=open_request.pk)
+    # then the OTP was right for Salto's time, so the rejection is about the PIN: re-activation
+    open_request.refresh_from_db()
+    assert open_request.outcome_code == "otp_invalid"
+    assert Integration.objects.get(pk=world.integration.pk).needs_reactivation
+
+
+def test_the_sweeper_asks_again_for_an_open_whose_confirmation_was_lost(
+    world: World, salto: respx.Router, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.services.confirming import open_request_confirm
+
+    salto.patch(OPEN_URL).respond(200, json={})
+    settings.OPEN_CONFIRM_OPENS = True
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    open_request_perform(open_request_id=open_request.pk)  # the confirm message is never delivered
+    asked: list[int] = []
+
+    class ConfirmTask:
+        @staticmethod
+        def apply_async(args: tuple[int]) -> None:
+            asked.append(args[0])
+
+    class Registry:
+        tasks = {"integrations.confirm_open": ConfirmTask}
+
+    monkeypatch.setattr(opening, "current_app", Registry())
+    with time_machine.travel(timezone.now() + timedelta(seconds=5)):
+        opening.open_requests_sweep()
+        assert asked == [open_request.pk]
+        # and the check it queues settles it (here: Salto has no record, once the grace period is over)
+        assert open_request_confirm(open_request_id=open_request.pk) is None
+    open_request.refresh_from_db()
+    assert open_request.confirmation == "no_record"
+
+
+def test_in_process_the_task_waits_a_bounded_time_and_never_recurses(
+    world: World, salto: respx.Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations import tasks
+
+    # given an answer lost, and Salto's entries that cannot be read (500 every time)
+    monkeypatch.setattr(tasks, "EAGER_MAX_WAIT_SECONDS", 0.3)
+    salto.patch(OPEN_URL).respond(503, text="down")
+    salto["entries"].respond(500, text="broken")
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    # when the task runs in-process (no broker: the demo)
+    started = time.monotonic()
+    tasks.perform_open.apply(args=(open_request.pk,))
+    # then it gave up waiting in time, and the row says what is unknown instead of staying "sending"
+    assert time.monotonic() - started < 5
+    open_request.refresh_from_db()
+    assert open_request.state == State.UNCONFIRMED
+    assert open_request.outcome_code == "entries_unreadable"
