@@ -61,7 +61,8 @@ def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> EntriesSe
     holds it (from ENTRY_MARGIN_SECONDS before the send to the margin after its answer; for a lost answer, to
     the grace period after it) and that has no entry yet, sends Salto accepted first; an entry left over goes
     to the latest send whose window holds it (a double open). `nearby` are the lock's other remote opens since
-    this request's first send: a request that has none of its own must not be sent again while one is there.
+    this request's first send that no accepted send explains: a request that has none of its own must not be sent
+    again while one is there (it may be its own late open).
     """
     integration = open_request.integration
     assert integration is not None
@@ -92,13 +93,17 @@ def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> EntriesSe
             outcome__in=[OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR],
         ).order_by("sent_at", "pk")
     )
-    owner = _match_in_order(remote_opens, sends, offset=offset)
+    owner, certain = _match_in_order(remote_opens, sends, offset=offset)
     margin = timedelta(seconds=ENTRY_MARGIN_SECONDS)
     mine = [e for e in remote_opens if owner.get(e.id) == open_request.pk]
+    # An entry that a send Salto accepted explains is that request's; one that nobody's accepted send explains
+    # may be this request's own late open.
     nearby = [
         e
         for e in remote_opens
-        if owner.get(e.id) != open_request.pk and _aware(e.utc_date_time) - offset >= start - margin
+        if owner.get(e.id) != open_request.pk
+        and e.id not in certain
+        and _aware(e.utc_date_time) - offset >= start - margin
     ]
     return EntriesSeen(mine=mine, nearby=nearby)
 
@@ -112,9 +117,12 @@ def _window(send: OpenAttempt) -> tuple[datetime, datetime]:
     return send.sent_at - margin, ended + margin
 
 
-def _match_in_order(entries: list[Entry], sends: list[OpenAttempt], *, offset: timedelta) -> dict[str, int]:
-    """Entry id → the open request whose send caused it (see remote_opens_of)."""
+def _match_in_order(
+    entries: list[Entry], sends: list[OpenAttempt], *, offset: timedelta
+) -> tuple[dict[str, int], set[str]]:
+    """Entry id → the open request whose send caused it (see remote_opens_of), and the ids an accepted send explains."""
     owner: dict[str, int] = {}
+    certain: set[str] = set()
     used: set[int] = set()
     for outcome in (OpenAttempt.Outcome.ACCEPTED, OpenAttempt.Outcome.UNCLEAR):
         for entry in entries:
@@ -127,6 +135,8 @@ def _match_in_order(entries: list[Entry], sends: list[OpenAttempt], *, offset: t
                     continue
                 owner[entry.id] = send.open_request_id
                 used.add(send.pk)
+                if outcome == OpenAttempt.Outcome.ACCEPTED:
+                    certain.add(entry.id)
                 break
     # An entry left over (more opens than sends: Salto acted twice on one command) belongs to the latest send
     # whose window holds it, so a double open is shown where it happened rather than dropped.
@@ -136,7 +146,7 @@ def _match_in_order(entries: list[Entry], sends: list[OpenAttempt], *, offset: t
             holding = [send.open_request_id for send in sends if _window(send)[0] <= at_ours <= _window(send)[1]]
             if holding:
                 owner[entry.id] = holding[-1]
-    return owner
+    return owner, certain
 
 
 def _aware(moment: datetime) -> datetime:
