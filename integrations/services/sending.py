@@ -284,8 +284,17 @@ def _after_permanent(
 ) -> PerformOutcome:
     """Salto refused (or the command was not sent in time): final, never retried."""
     if isinstance(exc, DeadlinePassed):
-        # Getting a token (or re-authenticating) used up the freshness left: nothing reached Salto.
-        finish(open_request, State.EXPIRED, reason=expire_reason(), outcome_code="expired", started=started)
+        # Getting a token (or re-authenticating) used up the freshness left: this send reached Salto not at all.
+        sent_before = open_request.sends.exclude(outcome__in=[Outcome.NOT_SENT]).count()
+        reason = (
+            expire_reason()
+            if not sent_before
+            else (
+                f"Not sent again within {settings.OPEN_FRESHNESS_SECONDS} s (the freshness limit): a door must not "
+                f"open late. It was sent {sent_before} time(s) before; see its sends."
+            )
+        )
+        finish(open_request, State.EXPIRED, reason=reason, outcome_code="expired", started=started)
         return PerformOutcome(State.EXPIRED)
     if isinstance(exc, OtpInvalid) and abs(clock_error) > CLOCK_TOLERANCE_SECONDS:
         # The OTP was built for a time minutes away from Salto's (the offset was not known yet, or had changed):

@@ -950,3 +950,30 @@ def test_in_process_the_task_waits_a_bounded_time_and_never_recurses(
     open_request.refresh_from_db()
     assert open_request.state == State.UNCONFIRMED
     assert open_request.outcome_code == "entries_unreadable"
+
+
+def test_a_request_sent_before_and_then_out_of_time_says_it_was_not_sent_again(world: World) -> None:
+    booking = make_booking(world, status=world.paid)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+        with respx.mock(using="httpcore2", assert_all_called=False) as router:
+            router.post(TOKEN_URL).respond(200, json=token_body())
+            router.patch(OPEN_URL).respond(429, text="quota")
+            assert open_request_perform(open_request_id=open_request.pk).state == State.PENDING
+        traveller.shift(118)
+
+        def slow_token(request: Any) -> respx.MockResponse:
+            traveller.shift(3)
+            return respx.MockResponse(200, json=token_body())
+
+        from django.core.cache import cache
+
+        cache.clear()  # the retry must fetch a token, slowly
+        with respx.mock(using="httpcore2", assert_all_called=False) as router:
+            router.post(TOKEN_URL).mock(side_effect=slow_token)
+            door = router.patch(OPEN_URL).respond(200, json={})
+            outcome = open_request_perform(open_request_id=open_request.pk)
+    assert (outcome.state, door.call_count) == (State.EXPIRED, 0)
+    open_request.refresh_from_db()
+    assert open_request.reason.startswith("Not sent again within 120 s (the freshness limit)")
+    assert "It was sent 1 time(s) before" in open_request.reason
