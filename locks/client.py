@@ -496,14 +496,20 @@ class SaltoClient:
         return response
 
     def _timeout_until(self, not_after: datetime | None) -> httpx2.Timeout:
-        """The client's timeout, cut to what is left before NOT_AFTER; DeadlinePassed when nothing is."""
+        """The client's timeout, cut so the command reaches Salto before NOT_AFTER; DeadlinePassed when too late.
+
+        httpx applies each timeout to its own phase, so the phases before Salto has the whole request (waiting
+        for a connection, connecting, writing) share what is left instead of each getting all of it; reading
+        the answer may take the rest, since by then the command is already there.
+        """
         if not_after is None:
             return self._timeout
         left = (not_after - datetime.now(UTC)).total_seconds()
         if left <= 0:
             raise errors.DeadlinePassed()
         configured = self._timeout.read or left
-        return httpx2.Timeout(min(configured, left))
+        budget = min(configured, left)
+        return httpx2.Timeout(budget, pool=budget * 0.1, connect=budget * 0.5, write=budget * 0.4)
 
     def _send(
         self,

@@ -649,6 +649,8 @@ def test_an_open_may_take_no_longer_than_its_deadline(
     client.open_lock(SITE_ID, LOCK_ID, secret=SECRET, pin="1234", not_after=datetime.now(UTC) + timedelta(seconds=2))
     timeouts = route.calls.last.request.extensions["timeout"]
     assert all(0 < t <= 2 for t in timeouts.values()), timeouts  # not the client's 5 s
+    # and the phases before Salto has the command (pool, connect, write) share the time left, not each all of it
+    assert timeouts["pool"] + timeouts["connect"] + timeouts["write"] <= 2, timeouts
 
 
 P, T = errors.SaltoPermanentError, errors.SaltoTransientError
