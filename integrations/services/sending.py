@@ -337,43 +337,45 @@ def finish_opened(
 ) -> bool:
     """Opened: the row, then the booking (the last-open field and the check-in status, ADR 0005 decision 5)."""
     opened_at = opened_at or timezone.now()
-    # The OPENED row commits on its own: a failing booking update must not undo the record of what the door did.
-    if not finish(
-        open_request,
-        State.OPENED,
-        reason=reason,
-        outcome_code="opened",
-        started=started,
-        salto_http_status=http_status,
-        salto_error_code="",
-        salto_message="",
-    ):
-        # Salto opened the door, but the row is no longer ours: the audit trail now understates what
-        # happened, which someone must know.
-        logger.error(
-            "Open request %s: lock %s WAS opened, but the request had already been closed as %s",
-            open_request.pk,
-            open_request.lock_id,
-            OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first(),
-        )
-        return False
-    try:
-        with transaction.atomic():
-            booking = Booking.objects.get(pk=open_request.booking_id)
-            # The *last* open, timezone-aware; then check-in, marked as the integration's own change so the
-            # receiver does not open again.
-            if integration.last_open_field_id is not None:
-                assert integration.last_open_field is not None
-                booking_set_field_value(booking=booking, field=integration.last_open_field, value=opened_at)
-            if integration.checkin_status_id is not None and booking.status_id != integration.checkin_status_id:
-                assert integration.checkin_status is not None
-                booking_change_status(
-                    booking=booking,
-                    status=integration.checkin_status,
-                    actor=open_request.actor,
-                    source=BookingStatusChange.Source.INTEGRATION,
-                )
-    except Exception:
-        # The door opened and the request says so; the booking's open time or check-in did not happen.
-        logger.exception("Open request %s opened, but the booking could not be updated", open_request.pk)
+    # One commit for the opened row and the booking's update, so a reader never sees one without the other; the
+    # booking's part in a savepoint of its own, so a failing booking update cannot undo the record of the open.
+    with transaction.atomic():
+        if not finish(
+            open_request,
+            State.OPENED,
+            reason=reason,
+            outcome_code="opened",
+            started=started,
+            salto_http_status=http_status,
+            salto_error_code="",
+            salto_message="",
+        ):
+            # Salto opened the door, but the row is no longer ours: the audit trail now understates what
+            # happened, which someone must know.
+            logger.error(
+                "Open request %s: lock %s WAS opened, but the request had already been closed as %s",
+                open_request.pk,
+                open_request.lock_id,
+                OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first(),
+            )
+            return False
+        try:
+            with transaction.atomic():
+                booking = Booking.objects.get(pk=open_request.booking_id)
+                # The *last* open, timezone-aware; then check-in, marked as the integration's own change so the
+                # receiver does not open again.
+                if integration.last_open_field_id is not None:
+                    assert integration.last_open_field is not None
+                    booking_set_field_value(booking=booking, field=integration.last_open_field, value=opened_at)
+                if integration.checkin_status_id is not None and booking.status_id != integration.checkin_status_id:
+                    assert integration.checkin_status is not None
+                    booking_change_status(
+                        booking=booking,
+                        status=integration.checkin_status,
+                        actor=open_request.actor,
+                        source=BookingStatusChange.Source.INTEGRATION,
+                    )
+        except Exception:
+            # The door opened and the request says so; the booking's open time or check-in did not happen.
+            logger.exception("Open request %s opened, but the booking could not be updated", open_request.pk)
     return True

@@ -977,3 +977,22 @@ def test_a_request_sent_before_and_then_out_of_time_says_it_was_not_sent_again(w
     open_request.refresh_from_db()
     assert open_request.reason.startswith("Not sent again within 120 s (the freshness limit)")
     assert "It was sent 1 time(s) before" in open_request.reason
+
+
+def test_a_booking_update_that_fails_after_an_open_does_not_undo_the_record_of_the_open(
+    world: World, salto: respx.Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_check_in(**kwargs: Any) -> None:
+        raise RuntimeError("deadlock detected")
+
+    monkeypatch.setattr(sending, "booking_change_status", broken_check_in)
+    route = salto.patch(OPEN_URL).respond(200, json={})
+    booking = make_booking(world, status=world.paid)
+    open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
+    assert open_request_perform(open_request_id=open_request.pk).state == State.OPENED
+    open_request.refresh_from_db()
+    assert (open_request.state, route.call_count) == (State.OPENED, 1)
+    booking.refresh_from_db()
+    assert booking.status == world.paid  # the check-in failed, and only the check-in
+    # the last-open field, written in the same savepoint before the failure, was rolled back with it
+    assert not BookingFieldValue.objects.filter(booking=booking).exists()
