@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 
 from bookings.admin import BookingAdmin
 from bookings.models import Booking
-from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
+from integrations.models import OPEN_ATTEMPT_AUDIT_FIELDS, OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
 from integrations.selectors import booking_open_assessment, open_requests_for_booking
 from integrations.services.opening import OpenRequestResult, open_request_create
 
@@ -165,17 +165,7 @@ class OpenAttemptInline(admin.TabularInline[OpenAttempt, OpenRequest]):
     """Every send of the request to Salto KS, with what came back (read-only: audit trail)."""
 
     model = OpenAttempt
-    fields = (
-        "number",
-        "sent_at",
-        "answered_at",
-        "outcome",
-        "http_status",
-        "salto_error_code",
-        "salto_message",
-        "error_kind",
-        "duration_ms",
-    )
+    fields = OPEN_ATTEMPT_AUDIT_FIELDS
     readonly_fields = fields
     extra = 0
     max_num = 0

@@ -424,6 +424,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ),
 }
 
+# What the audit trail says about one send, in one order for the admin and the API.
+OPEN_ATTEMPT_AUDIT_FIELDS = (
+    "number",
+    "sent_at",
+    "answered_at",
+    "outcome",
+    "http_status",
+    "salto_error_code",
+    "salto_message",
+    "error_kind",
+    "duration_ms",
+)
+
 # What the audit trail says about an open request, in one order for the admin and the API.
 OPEN_REQUEST_AUDIT_FIELDS = (
     "integration",

@@ -7,24 +7,14 @@ from typing import Any
 from rest_framework import serializers
 
 from bookings.models import Booking, BookingStatus
-from integrations.models import OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
+from integrations.models import OPEN_ATTEMPT_AUDIT_FIELDS, OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
 from integrations.selectors import OpenAssessor
 
 
 class OpenAttemptSerializer(serializers.ModelSerializer[OpenAttempt]):
     class Meta:
         model = OpenAttempt
-        fields = [
-            "number",
-            "sent_at",
-            "answered_at",
-            "outcome",
-            "http_status",
-            "salto_error_code",
-            "salto_message",
-            "error_kind",
-            "duration_ms",
-        ]
+        fields = list(OPEN_ATTEMPT_AUDIT_FIELDS)
         read_only_fields = fields
 
 

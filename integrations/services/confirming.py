@@ -60,7 +60,7 @@ def remote_opens_of(open_request: OpenRequest, client: SaltoClient) -> EntriesSe
     them, in order (Salto acts on requests as they arrive): each entry goes to the earliest send whose window
     holds it (from ENTRY_MARGIN_SECONDS before the send to the margin after its answer; for a lost answer, to
     the grace period after it) and that has no entry yet, sends Salto accepted first; an entry left over goes
-    to the latest send whose window holds it (a double open). `nearby` are the lock's other remote opens since
+    to the one request whose windows hold it (a double open). `nearby` are the lock's other remote opens since
     this request's first send that no accepted send explains: a request that has none of its own must not be sent
     again while one is there (it may be its own late open).
     """
@@ -138,14 +138,15 @@ def _match_in_order(
                 if outcome == OpenAttempt.Outcome.ACCEPTED:
                     certain.add(entry.id)
                 break
-    # An entry left over (more opens than sends: Salto acted twice on one command) belongs to the latest send
-    # whose window holds it, so a double open is shown where it happened rather than dropped.
+    # An entry left over (more opens than sends: Salto acted twice on one command) belongs to the one request
+    # whose sends' windows hold it, so a double open is shown where it happened; when several requests' windows
+    # hold it (a burst, or opens by the same account outside the product), it is nobody's.
     for entry in entries:
         if entry.id not in owner:
             at_ours = _aware(entry.utc_date_time) - offset
-            holding = [send.open_request_id for send in sends if _window(send)[0] <= at_ours <= _window(send)[1]]
-            if holding:
-                owner[entry.id] = holding[-1]
+            holding = {send.open_request_id for send in sends if _window(send)[0] <= at_ours <= _window(send)[1]}
+            if len(holding) == 1:
+                owner[entry.id] = holding.pop()
     return owner, certain
 
 

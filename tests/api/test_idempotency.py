@@ -3,7 +3,6 @@ malformed keys, no header, the schema; and, on PostgreSQL, two requests with one
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,13 +10,14 @@ from typing import Any
 import pytest
 import respx
 import time_machine
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bookings.models import Booking, BookingStatusChange
 from integrations.idempotency import IdempotencyKey, idempotency_keys_purge, request_fingerprint
 from integrations.models import OpenRequest
+from tests.concurrency import run_together
 from tests.fake_salto import salto_that_opens_the_front_door
 from tests.integrations.opening.builders import World, make_booking, make_user, make_world
 
@@ -368,30 +368,6 @@ def test_the_schema_documents_the_header_on_both_operations() -> None:
 # --- PostgreSQL: two requests with one new key at the same moment -----------------------------------
 
 
-def _run_together(count: int, work: Callable[[], Any]) -> list[Any]:
-    """Run WORK in COUNT threads released at once; each thread has (and closes) its own DB connection."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def thread_main() -> None:
-        try:
-            barrier.wait()
-            results.append(work())
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=thread_main) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_new_key_open_once(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,7 +387,7 @@ def test_concurrent_requests_with_one_new_key_open_once(settings: Any, monkeypat
         response = post_open(client, booking, "same-moment")
         return response.status_code, response.json()["id"], response.headers.get("Idempotent-Replayed") == "true"
 
-    results = _run_together(2, post)
+    results = run_together(2, post)
 
     assert OpenRequest.objects.count() == 1
     assert [status for status, _, _ in results] == [202, 202]

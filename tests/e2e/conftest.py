@@ -18,8 +18,18 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from integrations.models import CachedLock, LockMapping
 from locks.sandbox import RunningSandbox, start_sandbox_in_thread
-from locks.sandbox.demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from locks.sandbox.demo import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_IQ_ID,
+    DEMO_LOCK_IDS,
+    DEMO_PASSWORD,
+    DEMO_SITE_ID,
+    DEMO_USERNAME,
+)
+from tests.integrations.opening.builders import World, make_world
 from tests.worker_process import celery_worker
 
 QUEUE = "opening-e2e"
@@ -79,3 +89,21 @@ def celery_worker_process(
     }
     with celery_worker(env, queue=QUEUE, hostname=hostname, log=log, startup_timeout=30) as process:
         yield Worker(process, log, hostname)
+
+
+def sandbox_world(sandbox: RunningSandbox) -> World:
+    """The opening builders' world, activated at the sandbox's IQ, mapped to the sandbox's front door."""
+    front_door = DEMO_LOCK_IDS["Front door"]
+    activation = sandbox.state.activate(DEMO_IQ_ID)
+    world = make_world(
+        site_id=DEMO_SITE_ID,
+        iq_id=DEMO_IQ_ID,
+        username=DEMO_USERNAME,
+        password=DEMO_PASSWORD,
+        iq_secret=activation["secret"],
+        current_pin=activation["pin"],
+    )
+    LockMapping.objects.filter(integration=world.integration).update(lock_id=front_door)
+    # The builder's fake-Salto lock becomes the sandbox's front door, on the sandbox's IQ.
+    CachedLock.objects.filter(integration=world.integration).update(lock_id=front_door, iq_id=DEMO_IQ_ID)
+    return world

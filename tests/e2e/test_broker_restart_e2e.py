@@ -23,19 +23,15 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from integrations.models import CachedLock, LockMapping, OpenRequest
+from integrations.models import OpenRequest
 from locks.sandbox import RunningSandbox
 from locks.sandbox.demo import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
-    DEMO_IQ_ID,
     DEMO_LOCK_IDS,
-    DEMO_PASSWORD,
-    DEMO_SITE_ID,
-    DEMO_USERNAME,
 )
-from tests.e2e.conftest import _database_url
-from tests.integrations.opening.builders import make_booking, make_world
+from tests.e2e.conftest import _database_url, sandbox_world
+from tests.integrations.opening.builders import make_booking
 from tests.worker_process import celery_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -147,17 +143,7 @@ def test_a_broker_restarted_during_a_burst_opens_every_door_once(
         pytest.skip("needs redis-server (Debian's redis-server package) for a Redis of its own")
     e2e_sandbox.state.reset()
     settings.OPEN_FRESHNESS_SECONDS = FRESHNESS
-    activation = e2e_sandbox.state.activate(DEMO_IQ_ID)
-    world = make_world(
-        site_id=DEMO_SITE_ID,
-        iq_id=DEMO_IQ_ID,
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        iq_secret=activation["secret"],
-        current_pin=activation["pin"],
-    )
-    LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
-    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR, iq_id=DEMO_IQ_ID)
+    world = sandbox_world(e2e_sandbox)
     bookings = [make_booking(world) for _ in range(BOOKINGS)]
     port = _free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"

@@ -24,21 +24,18 @@ from django.conf import settings
 from django.core.cache import cache
 
 from bookings.services import booking_change_status
-from integrations.models import CachedLock, LockMapping, OpenRequest
+from integrations.models import OpenRequest
 from integrations.services.opening import open_requests_sweep
 from locks.sandbox import RunningSandbox
 from locks.sandbox.demo import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
-    DEMO_IQ_ID,
     DEMO_LOCK_IDS,
-    DEMO_PASSWORD,
-    DEMO_SITE_ID,
     DEMO_USERNAME,
 )
 from locks.tokens import token_cache_key
-from tests.e2e.conftest import Worker, _database_url
-from tests.integrations.opening.builders import World, make_booking, make_world
+from tests.e2e.conftest import Worker, _database_url, sandbox_world
+from tests.integrations.opening.builders import World, make_booking
 from tests.worker_process import celery_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -116,17 +113,7 @@ def world(e2e_sandbox: RunningSandbox, fault_worker: Callable[[], Worker], setti
     settings.OPENING_TASK_QUEUE = FAULT_QUEUE
     settings.OPEN_FRESHNESS_SECONDS = FRESHNESS
     settings.OPEN_DEDUPE_SECONDS = 0
-    activation = e2e_sandbox.state.activate(DEMO_IQ_ID)
-    world = make_world(
-        site_id=DEMO_SITE_ID,
-        iq_id=DEMO_IQ_ID,
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        iq_secret=activation["secret"],
-        current_pin=activation["pin"],
-    )
-    LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
-    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR, iq_id=DEMO_IQ_ID)
+    world = sandbox_world(e2e_sandbox)
     return world
 
 

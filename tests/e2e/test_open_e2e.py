@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from bookings.models import BookingFieldValue, BookingStatusChange
 from bookings.services import booking_change_status
-from integrations.models import CachedLock, Integration, LockMapping, OpenRequest
+from integrations.models import Integration, OpenRequest
 from ireserve_salto.celery import app
 from locks.sandbox import RunningSandbox
-from locks.sandbox.demo import DEMO_IQ_ID, DEMO_LOCK_IDS, DEMO_PASSWORD, DEMO_SITE_ID, DEMO_USERNAME
-from tests.e2e.conftest import QUEUE, WORKER_FRESHNESS_SECONDS, Worker
-from tests.integrations.opening.builders import World, make_booking, make_world
+from locks.sandbox.demo import DEMO_IQ_ID, DEMO_LOCK_IDS
+from tests.e2e.conftest import QUEUE, WORKER_FRESHNESS_SECONDS, Worker, sandbox_world
+from tests.integrations.opening.builders import World, make_booking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -36,18 +36,7 @@ def sandbox(e2e_sandbox: RunningSandbox, celery_worker_process: Worker, settings
 
 @pytest.fixture
 def world(sandbox: RunningSandbox) -> World:
-    activation = sandbox.state.activate(DEMO_IQ_ID)
-    world = make_world(
-        site_id=DEMO_SITE_ID,
-        iq_id=DEMO_IQ_ID,
-        username=DEMO_USERNAME,
-        password=DEMO_PASSWORD,
-        iq_secret=activation["secret"],
-        current_pin=activation["pin"],
-    )
-    LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
-    # The builder's fake-Salto lock becomes the sandbox's front door, on the sandbox's IQ.
-    CachedLock.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR, iq_id=DEMO_IQ_ID)
+    world = sandbox_world(sandbox)
     return world
 
 

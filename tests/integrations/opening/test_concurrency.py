@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import respx
-from django.db import connection, connections
+from django.db import connection
 
 from integrations.models import OpenRequest
 from integrations.services import opening
 from integrations.services.opening import open_request_create, open_request_perform
+from tests.concurrency import run_together
 from tests.fake_salto import OPEN_URL, token_route, use_fake_salto
 from tests.integrations.opening.builders import make_booking, make_world
 
@@ -34,30 +34,6 @@ def salto() -> Iterator[respx.Router]:
     with respx.mock(using="httpcore2", assert_all_called=False) as router:
         token_route(router)
         yield router
-
-
-def run_together(count: int, work: Callable[[], Any]) -> list[Any]:
-    """Run WORK in COUNT threads released at once; each thread has (and closes) its own DB connection."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def thread_main() -> None:
-        try:
-            barrier.wait()
-            results.append(work())
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=thread_main) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    return results
 
 
 def test_concurrent_workers_send_exactly_one_open(salto: respx.Router, monkeypatch: pytest.MonkeyPatch) -> None:
