@@ -18,6 +18,10 @@ from django.core.cache.backends.base import BaseCache
 # small offsets are noise; Salto's OTP window is minutes).
 CLOCK_TOLERANCE_SECONDS = 30.0
 _KEEP_SECONDS = 24 * 3600
+# This process wrote the shared reading: again only when it moves by a second or is a minute old.
+_REWRITE_SHIFT_SECONDS = 1.0
+_REWRITE_AFTER_SECONDS = 60.0
+_last_written: dict[str, ClockReading] = {}
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,14 @@ def record_offset(cache: BaseCache, api_url: str, *, server_date: datetime, rece
     # The Date header is truncated to the second: add half a second so the expected error is zero.
     offset = (server_date - received_at).total_seconds() + 0.5
     reading = ClockReading(offset_seconds=round(offset, 1), measured_at=received_at)
-    cache.set(
-        clock_cache_key(api_url),
-        {"offset": reading.offset_seconds, "at": received_at.isoformat()},
-        timeout=_KEEP_SECONDS,
-    )
+    # Every Salto answer is a reading, but the shared copy only needs a write when it moved or is getting old:
+    # not a cache round trip on every call of the open path.
+    key = clock_cache_key(api_url)
+    last = _last_written.get(key)
+    moved = last is None or abs(last.offset_seconds - reading.offset_seconds) >= _REWRITE_SHIFT_SECONDS
+    if moved or (received_at - last.measured_at).total_seconds() >= _REWRITE_AFTER_SECONDS:  # type: ignore[union-attr]
+        cache.set(key, {"offset": reading.offset_seconds, "at": received_at.isoformat()}, timeout=_KEEP_SECONDS)
+        _last_written[key] = reading
     return reading
 
 
