@@ -5,6 +5,7 @@ Invariants live here as constraints; the behaviour lives in services.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -198,70 +199,110 @@ class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
         pending ──expire_stale──▶ expired          sending ──abandon_stale──▶ unconfirmed
 
     A worker holding a row in `sending` holds it for SENDING_LEASE_SECONDS (kept in next_attempt_at): past
-    that, the sweeper takes it as abandoned (the worker died) and Salto's entries decide what happened.
+    that, the sweeper takes it as abandoned (the worker died) and Salto's entries decide what happened. Each
+    claim writes a new random `claim_token`, and every move out of `sending` (and the lease's renewal just
+    before a send) must present it: a worker that stalled past its lease, whose row another worker has since
+    claimed, can no longer send, finish, retry or hold it (ADR 0002, point 19).
     """
 
-    def claim(self, pk: int, *, fresh_since: datetime, due_before: datetime, lease_until: datetime) -> bool:
-        """pending → sending for the one caller that gets there first, if still fresh and due."""
+    def claim(self, pk: int, *, fresh_since: datetime, due_before: datetime, lease_until: datetime) -> str:
+        """pending → sending for the one caller that gets there first, if still fresh and due.
+
+        Returns the claim's token (the caller's proof of holding the row), or "" when not claimed.
+        """
         State = OpenRequest.State
         _check(State.PENDING, State.SENDING)
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=due_before)
+        token = new_claim_token()
         claimed = (
             self.filter(pk=pk, state=State.PENDING, created_at__gte=fresh_since)
             .filter(due)
-            .update(state=State.SENDING, next_attempt_at=lease_until)
+            .update(state=State.SENDING, next_attempt_at=lease_until, claim_token=token)
         )
-        return bool(claimed)
+        return token if claimed else ""
 
-    def claim_unconfirmed(self, pk: int, *, due_before: datetime, lease_until: datetime) -> bool:
-        """unconfirmed → sending, to ask Salto's entries (and maybe send again), once its check is due."""
+    def claim_unconfirmed(self, pk: int, *, due_before: datetime, lease_until: datetime) -> str:
+        """unconfirmed → sending, to ask Salto's entries (and maybe send again), once its check is due.
+
+        Returns the claim's token, or "" when not claimed.
+        """
         State = OpenRequest.State
         _check(State.UNCONFIRMED, State.SENDING)
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=due_before)
+        token = new_claim_token()
         claimed = (
             self.filter(pk=pk, state=State.UNCONFIRMED)
             .filter(due)
-            .update(state=State.SENDING, next_attempt_at=lease_until)
+            .update(state=State.SENDING, next_attempt_at=lease_until, claim_token=token)
         )
-        return bool(claimed)
+        return token if claimed else ""
 
-    def hold_unconfirmed(self, pk: int, *, check_at: datetime, reason: str, outcome_code: str, **fields: Any) -> bool:
+    def held(self, pk: int, token: str) -> OpenRequestQuerySet:
+        """The row, if it is in `sending` under this claim (an empty token never matches)."""
+        return self.filter(pk=pk, state=OpenRequest.State.SENDING, claim_token=token).exclude(claim_token="")
+
+    def renew_lease(self, pk: int, *, token: str, lease_until: datetime) -> bool:
+        """Still ours? Then hold it until LEASE_UNTIL (asked just before a send; not a state change)."""
+        return bool(self.held(pk, token).update(next_attempt_at=lease_until))
+
+    def hold_unconfirmed(
+        self, pk: int, *, token: str, check_at: datetime, reason: str, outcome_code: str, **fields: Any
+    ) -> bool:
         """sending → unconfirmed: whether the door opened is unknown until Salto's entries say (at CHECK_AT)."""
         State = OpenRequest.State
         _check(State.SENDING, State.UNCONFIRMED)
-        updated = self.filter(pk=pk, state=State.SENDING).update(
+        updated = self.held(pk, token).update(
             state=State.UNCONFIRMED, next_attempt_at=check_at, reason=reason, outcome_code=outcome_code, **fields
         )
         return bool(updated)
 
-    def finish(self, pk: int, state: str, *, reason: str, outcome_code: str, now: datetime, **fields: Any) -> bool:
-        """sending → a final state (opened, failed, refused, expired); False if the row is no longer sending."""
+    def finish(
+        self, pk: int, state: str, *, token: str, reason: str, outcome_code: str, now: datetime, **fields: Any
+    ) -> bool:
+        """sending → a final state (opened, failed, refused, expired); False if the row is no longer held."""
         State = OpenRequest.State
         _check(State.SENDING, state)
         if state == State.PENDING:
             raise IllegalTransition("finish() ends a request; use retry_later() to send it again")
-        updated = self.filter(pk=pk, state=State.SENDING).update(
+        updated = self.held(pk, token).update(
             state=state, reason=reason, outcome_code=outcome_code, finished_at=now, **fields
         )
         return bool(updated)
 
-    def retry_later(self, pk: int, *, due: datetime, reason: str, outcome_code: str, **fields: Any) -> bool:
+    def retry_later(self, pk: int, *, token: str, due: datetime, reason: str, outcome_code: str, **fields: Any) -> bool:
         """sending → pending, due again at DUE (the retry claims it like any other delivery would)."""
         State = OpenRequest.State
         _check(State.SENDING, State.PENDING)
-        updated = self.filter(pk=pk, state=State.SENDING).update(
+        updated = self.held(pk, token).update(
             state=State.PENDING, next_attempt_at=due, reason=reason, outcome_code=outcome_code, **fields
         )
         return bool(updated)
 
-    def expire_stale(self, *, created_before: datetime, reason: str, now: datetime, pk: int | None = None) -> int:
-        """pending → expired for rows created before the freshness limit (all, or only PK)."""
+    def expire_stale(
+        self,
+        *,
+        created_before: datetime,
+        reason: str,
+        now: datetime,
+        pk: int | None = None,
+        resent_reason: str | None = None,
+    ) -> int:
+        """pending → expired for rows created before the freshness limit (all, or only PK).
+
+        A row that already went to Salto (a retry that was waiting its turn) gets RESENT_REASON, so the audit
+        never says "never sent" of a request that was sent.
+        """
         State = OpenRequest.State
         _check(State.PENDING, State.EXPIRED)
         rows = self.filter(state=State.PENDING, created_at__lt=created_before)
         if pk is not None:
             rows = rows.filter(pk=pk)
-        return rows.update(state=State.EXPIRED, reason=reason, outcome_code="expired", finished_at=now)
+        expired = 0
+        if resent_reason is not None:
+            went_out = OpenAttempt.objects.exclude(outcome=OpenAttempt.Outcome.NOT_SENT).values("open_request_id")
+            resent = rows.filter(pk__in=went_out)
+            expired += resent.update(state=State.EXPIRED, reason=resent_reason, outcome_code="expired", finished_at=now)
+        return expired + rows.update(state=State.EXPIRED, reason=reason, outcome_code="expired", finished_at=now)
 
     def abandon_stale(self, *, now: datetime, unleased_before: datetime, reason: str) -> list[int]:
         """sending → unconfirmed for rows whose worker's lease ran out (it died mid-send, or mid-check).
@@ -295,6 +336,10 @@ class OpenRequestQuerySet(models.QuerySet["OpenRequest"]):
             confirmation=confirmation, salto_entry_ids=entry_ids, confirmed_at=now
         )
         return bool(updated)
+
+
+def new_claim_token() -> str:
+    return secrets.token_hex(8)
 
 
 def _check(source: str, target: str) -> None:
@@ -357,6 +402,8 @@ class OpenRequest(models.Model):
     # overdue by more than its grace period, so a message lost by the broker cannot strand a guest.
     # While sending: the end of the worker's lease on the row (the sweeper takes it back after that).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The current claim's fence: written by each claim, required by every move out of `sending`.
+    claim_token = models.CharField(max_length=32, blank=True, default="", editable=False)
     # What Salto's entries say: the door's own record of the open, matched to this request.
     confirmation = models.CharField(max_length=20, choices=Confirmation.choices, blank=True, default="")
     confirmed_at = models.DateTimeField(null=True, blank=True)

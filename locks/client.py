@@ -328,6 +328,7 @@ class SaltoClient:
         pin: str,
         at: datetime | None = None,
         not_after: datetime | None = None,
+        on_unauthorized: Callable[[httpx2.Response], None] | None = None,
     ) -> int:
         """Remote open with a fresh OTP; returns Salto's HTTP status.
 
@@ -338,7 +339,8 @@ class SaltoClient:
         Never retried here: a rejected OTP counts towards otp_blocked (§3.4). With NOT_AFTER, the command is
         not sent (DeadlinePassed) once that moment has passed — checked after the token is in hand and before
         each send — and no single phase of the call (connect, write, read) may outlast it: a door must not
-        open late.
+        open late. ON_UNAUTHORIZED hears of a 401 before the one re-send with a new token, so the caller can
+        record that send as its own.
         """
         if not is_valid_pin(pin):
             raise errors.InvalidInput("The IQ PIN must be four digits")
@@ -361,6 +363,7 @@ class SaltoClient:
             not_found=errors.LockNotFound,
             secrets=_LazySecrets((secret, pin), otps),
             not_after=not_after,
+            on_unauthorized=on_unauthorized,
         )
         _require_answer(response, doing="the open")
         return response.status_code
@@ -473,6 +476,7 @@ class SaltoClient:
         not_found: type[errors.SaltoPermanentError] | None = None,
         secrets: Iterable[str] = (),
         not_after: datetime | None = None,
+        on_unauthorized: Callable[[httpx2.Response], None] | None = None,
     ) -> httpx2.Response:
         """One API call with the bearer token; a 401 drops the token and retries exactly once."""
         url = path_or_url if "://" in path_or_url else self.endpoints.api_url + API_PREFIX + path_or_url
@@ -482,6 +486,8 @@ class SaltoClient:
         )
         if response.status_code == 401:
             # Tokens can be revoked or expire early (clock skew, password change): re-authenticate once.
+            if on_unauthorized is not None:
+                on_unauthorized(response)
             self.tokens.invalidate(token)
             token = self.tokens.get()
             response = self._send(

@@ -45,7 +45,10 @@ from integrations.services.sending import (
     finish_opened,
     freshness,
     hold_for_entries,
+    lease_until,
+    lost_hold,
     not_after,
+    resent_expire_reason,
     send_open,
 )
 
@@ -186,15 +189,22 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     """Send one pending open request to Salto KS, at most once; settle an unconfirmed one. Safe to repeat."""
     now = timezone.now()
     fresh_since = now - freshness()
-    lease_until = now + timedelta(seconds=settings.OPEN_SENDING_LEASE_SECONDS)
+    lease_end = lease_until()
     # A retry waits for its due time (Salto's Retry-After): a duplicate or early message must not jump it.
     due_before = now + timedelta(seconds=CLAIM_EARLY_SECONDS)
-    checking = OpenRequest.objects.claim_unconfirmed(open_request_id, due_before=due_before, lease_until=lease_until)
-    if not checking and not OpenRequest.objects.claim(
-        open_request_id, fresh_since=fresh_since, due_before=due_before, lease_until=lease_until
-    ):
+    token = OpenRequest.objects.claim_unconfirmed(open_request_id, due_before=due_before, lease_until=lease_end)
+    checking = bool(token)
+    if not checking:
+        token = OpenRequest.objects.claim(
+            open_request_id, fresh_since=fresh_since, due_before=due_before, lease_until=lease_end
+        )
+    if not token:
         expired = OpenRequest.objects.expire_stale(
-            pk=open_request_id, created_before=fresh_since, reason=expire_reason(), now=now
+            pk=open_request_id,
+            created_before=fresh_since,
+            reason=expire_reason(),
+            resent_reason=resent_expire_reason(),
+            now=now,
         )
         if expired:
             logger.warning("Open request %s expired before it was sent", open_request_id)
@@ -207,6 +217,8 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     open_request = OpenRequest.objects.select_related("booking__object__parent", "booking__status", "integration").get(
         pk=open_request_id
     )
+    # This claim's own token, never one read back (another claim could have written it since).
+    open_request.claim_token = token
     try:
         if checking:
             return _settle_unconfirmed(open_request)
@@ -244,13 +256,15 @@ def _policy_then_send(open_request: OpenRequest) -> PerformOutcome:
     lock = decision.lock
     if (lock.lock_id, integration.pk) != (open_request.lock_id, open_request.integration_id):
         # The mapping changed since the request was made; send to the lock that is right now, and say so.
-        OpenRequest.objects.filter(pk=open_request.pk).update(
+        moved = OpenRequest.objects.held(open_request.pk, open_request.claim_token).update(
             integration=integration,
             lock_id=lock.lock_id,
             lock_name=lock.lock_name,
             rule=str(lock.rule),
             rule_description=lock.description,
         )
+        if not moved:
+            return lost_hold(open_request, doing="send it")
         open_request.integration, open_request.lock_id = integration, lock.lock_id
     return send_open(open_request, integration, lock.lock_id)
 
@@ -331,7 +345,9 @@ def open_requests_sweep() -> SweepResult:
     """Expire stale pending rows, take back rows of dead workers, re-queue rows whose message was lost."""
     now = timezone.now()
     fresh_since = now - freshness()
-    expired = OpenRequest.objects.expire_stale(created_before=fresh_since, reason=expire_reason(), now=now)
+    expired = OpenRequest.objects.expire_stale(
+        created_before=fresh_since, reason=expire_reason(), resent_reason=resent_expire_reason(), now=now
+    )
     abandoned = OpenRequest.objects.abandon_stale(
         now=now,
         unleased_before=fresh_since - timedelta(seconds=settings.OPEN_SENDING_LEASE_SECONDS),

@@ -50,6 +50,8 @@ BACKOFF_CAP_SECONDS = 30.0
 FRESHNESS_MARGIN_SECONDS = 1.0
 # A token request needs at least this long; the open command itself never outlasts the freshness limit.
 MIN_SEND_TIMEOUT_SECONDS = 1.0
+# The command must be at Salto this long before the worker's lease on the row ends.
+LEASE_MARGIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,16 @@ def expire_reason() -> str:
     return (
         f"Not sent within {settings.OPEN_FRESHNESS_SECONDS} s (the freshness limit), so it was never sent: "
         "a door must not open late. Ask the guest to try again."
+    )
+
+
+def resent_expire_reason(sent_before: int | None = None) -> str:
+    """Expired while waiting for a retry: it did go to Salto before, which did not open the door."""
+    times = f"{sent_before} time(s)" if sent_before else "before"
+    return (
+        f"Not sent again within {settings.OPEN_FRESHNESS_SECONDS} s (the freshness limit): a door must not open "
+        f"late. It was sent {times}{' before' if sent_before else ''} without opening the door; see its sends. "
+        "Ask the guest to try again."
     )
 
 
@@ -115,6 +127,7 @@ def finish(
     updated = OpenRequest.objects.finish(
         open_request.pk,
         state,
+        token=open_request.claim_token,
         reason=reason,
         outcome_code=outcome_code,
         now=timezone.now(),
@@ -126,8 +139,9 @@ def finish(
     return updated
 
 
-def _finish_failed(open_request: OpenRequest, exc: SaltoError, started: float, *, reason: str) -> None:
-    finish(open_request, State.FAILED, reason=reason, outcome_code=exc.kind, started=started, **salto_fields(exc))
+def _finish_failed(open_request: OpenRequest, exc: SaltoError, started: float, *, reason: str) -> bool:
+    fields = salto_fields(exc)
+    return finish(open_request, State.FAILED, reason=reason, outcome_code=exc.kind, started=started, **fields)
 
 
 def entries_poll_seconds() -> float:
@@ -137,15 +151,40 @@ def entries_poll_seconds() -> float:
 def hold_for_entries(open_request: OpenRequest, *, reason: str, outcome_code: str, **fields: Any) -> PerformOutcome:
     """The door may have opened: ask Salto's entries (after a short wait, entries lag) before any second send."""
     poll = entries_poll_seconds()
-    OpenRequest.objects.hold_unconfirmed(
+    held = OpenRequest.objects.hold_unconfirmed(
         open_request.pk,
+        token=open_request.claim_token,
         check_at=timezone.now() + timedelta(seconds=poll),
         reason=reason,
         outcome_code=outcome_code,
         **fields,
     )
+    if not held:
+        return lost_hold(open_request, doing="mark it unconfirmed")
     logger.warning("Open request %s unconfirmed: %s", open_request.pk, reason)
     return PerformOutcome(State.UNCONFIRMED, retry_in=poll)
+
+
+def lost_hold(open_request: OpenRequest, *, doing: str) -> PerformOutcome:
+    """This worker's claim is gone (its lease ran out and another worker took the row): hands off."""
+    current = OpenRequest.objects.filter(pk=open_request.pk).values_list("state", flat=True).first()
+    logger.error(
+        "Open request %s: this worker no longer holds it (now %s), so it did not %s", open_request.pk, current, doing
+    )
+    return PerformOutcome(str(current or "missing"))
+
+
+def lease_until() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.OPEN_SENDING_LEASE_SECONDS)
+
+
+def send_deadline(open_request: OpenRequest, lease_end: datetime) -> datetime:
+    """The command goes out before the freshness limit and before this worker's lease ends, whichever is first.
+
+    Past its lease the sweeper may hand the row to another worker, which asks the entries and may send again:
+    a command still leaving from here then could open the door twice.
+    """
+    return min(not_after(open_request), lease_end - timedelta(seconds=LEASE_MARGIN_SECONDS))
 
 
 # --- one send ------------------------------------------------------------------------------------------
@@ -153,12 +192,13 @@ def hold_for_entries(open_request: OpenRequest, *, reason: str, outcome_code: st
 
 def send_open(open_request: OpenRequest, integration: Integration, lock_id: str) -> PerformOutcome:
     """Send the open command once, record the attempt, and move the request on by what came back."""
-    sent_at = timezone.now()
-    attempt = OpenAttempt.objects.create(
-        open_request=open_request, number=open_request.sends.count() + 1, sent_at=sent_at
-    )
+    # The fence, just before anything goes out: still ours? Then held for a full lease from now.
+    lease_end = lease_until()
+    if not OpenRequest.objects.renew_lease(open_request.pk, token=open_request.claim_token, lease_until=lease_end):
+        return lost_hold(open_request, doing="send it")
+    attempt = _new_attempt(open_request)
     if open_request.sent_at is None:
-        OpenRequest.objects.filter(pk=open_request.pk).update(sent_at=sent_at)
+        OpenRequest.objects.filter(pk=open_request.pk).update(sent_at=attempt.sent_at)
     logger.info(
         "Open request %s attempt %s: opening lock %s for booking %s",
         open_request.pk,
@@ -168,6 +208,21 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
     )
     started = time.monotonic()
     clock_error = 0.0
+
+    def unauthorized(response: Any) -> None:
+        # Salto refused the token (it rejects before acting): that send is recorded as rejected, and the
+        # client's one re-send with a new token becomes the next attempt.
+        nonlocal attempt, started
+        OpenAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=Outcome.REJECTED,
+            answered_at=timezone.now(),
+            duration_ms=duration_ms(started),
+            http_status=response.status_code,
+            error_kind="token_rejected",
+        )
+        attempt = _new_attempt(open_request)
+        started = time.monotonic()
+
     try:
         with client_for(integration, timeout=send_timeout(open_request)) as client:
             # Reference: PATCH /v1.1/sites/{site}/locks/{lock}/locking (docs/salto-ks.md §7.1). The OTP is
@@ -178,7 +233,8 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
                     lock_id,
                     secret=integration.iq_secret,
                     pin=integration.current_pin,
-                    not_after=not_after(open_request),
+                    not_after=send_deadline(open_request, lease_end),
+                    on_unauthorized=unauthorized,
                 )
             finally:
                 # How far the OTP's time was from Salto's: this call's own reading against the one it used.
@@ -201,7 +257,8 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
         return _after_transient(open_request, exc, started, attempt.number)
     except SaltoAuthError as exc:
         _answered(attempt, Outcome.REJECTED if exc.sent else Outcome.NOT_SENT, started, exc)
-        _finish_failed(open_request, exc, started, reason=f"Salto KS did not accept the account: {exc}")
+        if not _finish_failed(open_request, exc, started, reason=f"Salto KS did not accept the account: {exc}"):
+            return lost_hold(open_request, doing="record the failure")
         return PerformOutcome(State.FAILED)
     except SaltoPermanentError as exc:
         _answered(attempt, Outcome.NOT_SENT if not exc.sent else Outcome.REJECTED, started, exc)
@@ -218,9 +275,16 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
             duration_ms=duration_ms(started),
         )
     _answered(attempt, Outcome.ACCEPTED, started, None, http_status=http_status)
-    finish_opened(open_request, integration, started=started, http_status=http_status)
+    if not finish_opened(open_request, integration, started=started, http_status=http_status):
+        return lost_hold(open_request, doing="record the open (the door DID open)")
     confirm_in = entries_poll_seconds() if settings.OPEN_CONFIRM_OPENS else None
     return PerformOutcome(State.OPENED, confirm_in=confirm_in)
+
+
+def _new_attempt(open_request: OpenRequest) -> OpenAttempt:
+    return OpenAttempt.objects.create(
+        open_request=open_request, number=open_request.sends.count() + 1, sent_at=timezone.now()
+    )
 
 
 def _answered(
@@ -261,14 +325,16 @@ def _after_transient(
         return PerformOutcome(State.FAILED)
     # Back to pending, so the retry claims it again like any other worker would (and the sweeper can
     # re-queue it if the retry message is lost).
-    OpenRequest.objects.retry_later(
+    if not OpenRequest.objects.retry_later(
         open_request.pk,
+        token=open_request.claim_token,
         due=now + timedelta(seconds=delay),
         reason=f"Attempt {attempts} failed ({exc}); retrying in {delay:.1f} s.",
         outcome_code=exc.kind,
         duration_ms=duration_ms(started),
         **salto_fields(exc),
-    )
+    ):
+        return lost_hold(open_request, doing="schedule the retry")
     logger.warning("Open request %s attempt %s: %s; retry in %.1f s", open_request.pk, attempts, exc, delay)
     return PerformOutcome(State.PENDING, retry_in=delay)
 
@@ -283,17 +349,25 @@ def _after_permanent(
     clock_error: float,
 ) -> PerformOutcome:
     """Salto refused (or the command was not sent in time): final, never retried."""
+    if isinstance(exc, DeadlinePassed) and timezone.now() < not_after(open_request) - timedelta(
+        seconds=FRESHNESS_MARGIN_SECONDS
+    ):
+        # Not the freshness limit but this worker's lease ran out before the command could go (it stalled):
+        # nothing went out, and the request is still fresh, so it goes back to the queue like a retry.
+        if not OpenRequest.objects.retry_later(
+            open_request.pk,
+            token=open_request.claim_token,
+            due=timezone.now(),
+            reason="This worker's hold on the request ran out before the command went out; sending it again.",
+            outcome_code="lease_expired",
+            duration_ms=duration_ms(started),
+        ):
+            return lost_hold(open_request, doing="put it back in the queue")
+        return PerformOutcome(State.PENDING, retry_in=0.0)
     if isinstance(exc, DeadlinePassed):
         # Getting a token (or re-authenticating) used up the freshness left: this send reached Salto not at all.
         sent_before = open_request.sends.exclude(outcome__in=[Outcome.NOT_SENT]).count()
-        reason = (
-            expire_reason()
-            if not sent_before
-            else (
-                f"Not sent again within {settings.OPEN_FRESHNESS_SECONDS} s (the freshness limit): a door must not "
-                f"open late. It was sent {sent_before} time(s) before; see its sends."
-            )
-        )
+        reason = resent_expire_reason(sent_before) if sent_before else expire_reason()
         finish(open_request, State.EXPIRED, reason=reason, outcome_code="expired", started=started)
         return PerformOutcome(State.EXPIRED)
     if isinstance(exc, OtpInvalid) and abs(clock_error) > CLOCK_TOLERANCE_SECONDS:

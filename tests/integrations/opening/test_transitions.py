@@ -21,9 +21,18 @@ def world() -> World:
     return make_world()
 
 
+TOKEN = "0123456789abcdef"  # the claim a SENDING row of these tests is held under
+
+
 def _request(world: World, state: str = State.PENDING, **fields: object) -> OpenRequest:
     booking = make_booking(world, status=world.paid)
+    if state == State.SENDING:
+        fields.setdefault("claim_token", TOKEN)
     return OpenRequest.objects.create(booking=booking, trigger="staff", state=state, **fields)  # type: ignore[arg-type]
+
+
+def _plain() -> dict[str, object]:
+    return {"token": TOKEN, "reason": "", "outcome_code": "", "now": timezone.now()}
 
 
 def _state(open_request: OpenRequest) -> str:
@@ -49,12 +58,14 @@ def test_a_claim_takes_a_fresh_due_pending_request_once(world: World) -> None:
         "lease_until": lease,
     }
 
-    assert OpenRequest.objects.claim(open_request.pk, **kwargs) is True
-    assert OpenRequest.objects.claim(open_request.pk, **kwargs) is False
+    token = OpenRequest.objects.claim(open_request.pk, **kwargs)
+    assert len(token) == 16
+    assert OpenRequest.objects.claim(open_request.pk, **kwargs) == ""
 
     open_request.refresh_from_db()
     # the worker holds it until its lease ends (kept in next_attempt_at); nothing was sent yet
     assert (open_request.state, open_request.next_attempt_at, open_request.attempts) == (State.SENDING, lease, 0)
+    assert open_request.claim_token == token
 
 
 def test_a_claim_waits_for_the_due_time_and_refuses_a_stale_request(world: World) -> None:
@@ -78,10 +89,11 @@ def test_finish_ends_a_sending_request_only(world: World, state: str) -> None:
     sending = _request(world, State.SENDING)
     pending = _request(world, State.PENDING)
 
-    assert OpenRequest.objects.finish(sending.pk, state, reason="why", outcome_code="code", now=now) is True
-    assert OpenRequest.objects.finish(pending.pk, state, reason="why", outcome_code="code", now=now) is False
+    why = {"token": TOKEN, "reason": "why", "outcome_code": "code", "now": now}
+    assert OpenRequest.objects.finish(sending.pk, state, **why) is True
+    assert OpenRequest.objects.finish(pending.pk, state, **why) is False
     # a finished request stays as it is
-    assert OpenRequest.objects.finish(sending.pk, State.OPENED, reason="", outcome_code="", now=now) is False
+    assert OpenRequest.objects.finish(sending.pk, State.OPENED, **{**why, "reason": ""}) is False
     sending.refresh_from_db()
     assert (sending.state, sending.reason, sending.outcome_code, sending.finished_at) == (state, "why", "code", now)
     assert _state(pending) == State.PENDING
@@ -90,9 +102,9 @@ def test_finish_ends_a_sending_request_only(world: World, state: str) -> None:
 def test_finish_refuses_to_send_again_and_unknown_states(world: World) -> None:
     sending = _request(world, State.SENDING)
     with pytest.raises(IllegalTransition, match="retry_later"):
-        OpenRequest.objects.finish(sending.pk, State.PENDING, reason="", outcome_code="", now=timezone.now())
+        OpenRequest.objects.finish(sending.pk, State.PENDING, **_plain())
     with pytest.raises(IllegalTransition, match="from sending to sending"):
-        OpenRequest.objects.finish(sending.pk, State.SENDING, reason="", outcome_code="", now=timezone.now())
+        OpenRequest.objects.finish(sending.pk, State.SENDING, **_plain())
     assert _state(sending) == State.SENDING
 
 
@@ -101,8 +113,9 @@ def test_retry_later_puts_a_sending_request_back_to_pending_with_its_due_time(wo
     sending = _request(world, State.SENDING)
     opened = _request(world, State.OPENED)
 
-    assert OpenRequest.objects.retry_later(sending.pk, due=due, reason="later", outcome_code="server_error") is True
-    assert OpenRequest.objects.retry_later(opened.pk, due=due, reason="later", outcome_code="server_error") is False
+    later = {"token": TOKEN, "due": due, "reason": "later", "outcome_code": "server_error"}
+    assert OpenRequest.objects.retry_later(sending.pk, **later) is True
+    assert OpenRequest.objects.retry_later(opened.pk, **later) is False
 
     sending.refresh_from_db()
     assert (sending.state, sending.next_attempt_at, sending.outcome_code) == (State.PENDING, due, "server_error")
@@ -161,20 +174,22 @@ def test_an_unconfirmed_request_is_held_and_claimed_again_when_its_check_is_due(
     now = timezone.now()
     sending = _request(world, State.SENDING)
     check_at = now + timedelta(seconds=3)
-    assert OpenRequest.objects.hold_unconfirmed(sending.pk, check_at=check_at, reason="?", outcome_code="timeout")
-    assert not OpenRequest.objects.hold_unconfirmed(sending.pk, check_at=check_at, reason="?", outcome_code="timeout")
+    hold = {"token": TOKEN, "check_at": check_at, "reason": "?", "outcome_code": "timeout"}
+    assert OpenRequest.objects.hold_unconfirmed(sending.pk, **hold)
+    assert not OpenRequest.objects.hold_unconfirmed(sending.pk, **hold)
     lease = now + timedelta(seconds=50)
-    # not before its check is due, then once
+    # not before its check is due, then once, under a new claim token
     assert not OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=now, lease_until=lease)
-    assert OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=check_at, lease_until=lease)
+    token = OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=check_at, lease_until=lease)
+    assert token not in ("", TOKEN)
     assert not OpenRequest.objects.claim_unconfirmed(sending.pk, due_before=check_at, lease_until=lease)
     sending.refresh_from_db()
-    assert (sending.state, sending.next_attempt_at) == (State.SENDING, lease)
+    assert (sending.state, sending.next_attempt_at, sending.claim_token) == (State.SENDING, lease, token)
 
 
 def test_finish_cannot_skip_the_entries_of_an_unconfirmed_request(world: World) -> None:
     unconfirmed = _request(world, State.UNCONFIRMED)
-    assert not OpenRequest.objects.finish(unconfirmed.pk, State.OPENED, reason="", outcome_code="", now=timezone.now())
+    assert not OpenRequest.objects.finish(unconfirmed.pk, State.OPENED, **_plain())
     assert _state(unconfirmed) == State.UNCONFIRMED
 
 
@@ -191,3 +206,58 @@ def test_mark_due_bumps_only_an_overdue_pending_request(world: World) -> None:
     assert OpenRequest.objects.mark_due(sending.pk, overdue_before=cut, now=now) is False
     overdue.refresh_from_db()
     assert overdue.next_attempt_at == now
+
+
+def test_a_worker_that_lost_its_claim_can_no_longer_move_the_row(world: World) -> None:
+    """The fence: worker A stalls past its lease, the sweeper takes the row, worker B claims it; A is locked out."""
+    now = timezone.now()
+    open_request = _request(world, next_attempt_at=now)
+    claim = {"fresh_since": now - timedelta(seconds=120), "due_before": now, "lease_until": now - timedelta(seconds=1)}
+    stale = OpenRequest.objects.claim(open_request.pk, **claim)
+    assert OpenRequest.objects.abandon_stale(now=now, unleased_before=now, reason="worker gone") == [open_request.pk]
+    current = OpenRequest.objects.claim_unconfirmed(
+        open_request.pk, due_before=now, lease_until=now + timedelta(seconds=50)
+    )
+    assert stale
+    assert current
+    assert stale != current
+
+    later = now + timedelta(seconds=60)
+    objects = OpenRequest.objects
+    assert not objects.renew_lease(open_request.pk, token=stale, lease_until=later)
+    assert not objects.finish(open_request.pk, State.OPENED, token=stale, reason="", outcome_code="opened", now=now)
+    assert not objects.retry_later(open_request.pk, token=stale, due=now, reason="", outcome_code="x")
+    assert not objects.hold_unconfirmed(open_request.pk, token=stale, check_at=now, reason="", outcome_code="x")
+    assert not objects.finish(open_request.pk, State.OPENED, token="", reason="", outcome_code="opened", now=now)
+    assert _state(open_request) == State.SENDING
+
+    # the current holder still can
+    assert objects.renew_lease(open_request.pk, token=current, lease_until=later)
+    assert objects.finish(open_request.pk, State.OPENED, token=current, reason="", outcome_code="opened", now=now)
+    assert _state(open_request) == State.OPENED
+
+
+def test_an_empty_claim_token_never_holds_a_row(world: World) -> None:
+    # a row claimed by an older version (no token written) is moved by nobody but the sweeper
+    unfenced = _request(world, State.SENDING, claim_token="")
+    assert not OpenRequest.objects.renew_lease(unfenced.pk, token="", lease_until=timezone.now())
+    assert not OpenRequest.objects.held(unfenced.pk, "").exists()
+
+
+def test_expire_stale_tells_a_request_that_went_out_before_from_one_never_sent(world: World) -> None:
+    now = timezone.now()
+    never = _request(world)
+    retried = _request(world)
+    refused_send = _request(world)
+    retried.sends.create(number=1, sent_at=now, outcome="rejected", http_status=429)
+    refused_send.sends.create(number=1, sent_at=now, outcome="not_sent")
+    later = now + timedelta(seconds=1)
+
+    expired = OpenRequest.objects.expire_stale(
+        created_before=later, reason="never sent", resent_reason="sent before", now=now
+    )
+
+    assert expired == 3
+    for open_request, reason in ((never, "never sent"), (retried, "sent before"), (refused_send, "never sent")):
+        open_request.refresh_from_db()
+        assert (open_request.state, open_request.reason) == (State.EXPIRED, reason)
