@@ -446,15 +446,21 @@ def _button(obj: Integration, action: str) -> str:
     )
 
 
+def _sentence(text: str) -> str:
+    # str.capitalize() would also lower-case the rest ("salto's").
+    return text[:1].upper() + text[1:]
+
+
 def _clock_html(obj: Integration) -> str:
     """A red line when this server's clock is off Salto's (measured from Salto's answers, locks/clock.py)."""
     reading = salto_clock_of(integration=obj)
     if reading is None or not reading.is_off:
         return ""
     return format_html(
-        ' <span class="console-badge badge-alert" data-testid="clock-off">{}: every OTP is now computed at '
+        ' <span class="console-badge badge-alert" data-testid="clock-off">{} ({}): every OTP is now computed at '
         "Salto's time; correct the server's time (NTP).</span>",
-        clock_warning(reading.offset_seconds).capitalize(),
+        _sentence(clock_warning(reading.offset_seconds)),
+        reading.describe_age(),
     )
 
 

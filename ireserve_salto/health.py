@@ -72,7 +72,10 @@ def _salto_clocks() -> list[tuple[str, str, bool]]:
         if reading is None:
             continue
         if reading.is_off:
-            readings.append((environment.value, clock_warning(reading.offset_seconds), False))
+            readings.append(
+                (environment.value, f"{clock_warning(reading.offset_seconds)}, {reading.describe_age()}", False)
+            )
         else:
-            readings.append((environment.value, f"ok ({reading.offset_seconds:+.0f} s)", True))
+            within = f"ok ({reading.offset_seconds:+.0f} s, {reading.describe_age()})"
+            readings.append((environment.value, within, True))
     return readings

@@ -297,14 +297,22 @@ class SaltoClient:
             raise errors.InvalidInput("The current and new IQ PIN must be four digits")
         if not secret:
             raise errors.InvalidInput("The IQ secret is missing")
-        otp = compute_otp(secret=secret, pin=current_pin, at=at or self.salto_now())
-        body = {"otp": otp, "delta": pin_delta(old_pin=current_pin, new_pin=new_pin)}
+        otps: list[str] = []
+        delta = pin_delta(old_pin=current_pin, new_pin=new_pin)
+
+        def body() -> dict[str, Any]:
+            # As for an open: built once the token is in hand (a fresh token request measures Salto's clock).
+            self.otp_clock = self.clock_reading()
+            otp = compute_otp(secret=secret, pin=current_pin, at=at or salto_time(self.otp_clock))
+            otps.append(otp)
+            return {"otp": otp, "delta": delta}
+
         response = self._call(
             "PUT",
             f"/sites/{_id(site_id)}/iqs/{_id(iq_id)}/pin",
             json_body=body,
             not_found=errors.IQNotFound,
-            secrets=(secret, current_pin, new_pin, otp),
+            secrets=_LazySecrets((secret, current_pin, new_pin), otps),
         )
         _require_answer(response, doing="Set PIN")
         return response.status_code
@@ -552,8 +560,21 @@ class SaltoClient:
             )
 
     def clock_reading(self) -> ClockReading | None:
-        """The last measured offset of Salto's clock (this client's, else the one any process last measured)."""
-        return self.clock or known_offset(self._cache, self.endpoints.api_url)
+        """Salto's clock as measured: the shared median of the last answers, else this client's last answer."""
+        return known_offset(self._cache, self.endpoints.api_url) or self.clock
+
+    def otp_clock_error(self) -> float:
+        """Seconds between the Salto time the last OTP was built for and Salto's time as this client last saw it.
+
+        Near 0 when the OTP was computed at Salto's time; minutes when the offset was unknown or has changed
+        since. An OTP rejection with an error beyond CLOCK_TOLERANCE_SECONDS is the clock's, not the PIN's.
+        """
+        if self.clock is None:
+            return 0.0
+        used = self.otp_clock
+        before = used.offset_seconds if used is not None and used.is_off else 0.0
+        after = self.clock.offset_seconds if self.clock.is_off else 0.0
+        return after - before
 
     def salto_now(self) -> datetime:
         """Now at Salto: the moment an OTP is computed for (docs/salto-ks.md §7.2)."""

@@ -26,6 +26,7 @@ from integrations.salto import client_for
 from integrations.selectors import mapping_target_label
 from locks import errors
 from locks.client import SaltoClient
+from locks.clock import CLOCK_TOLERANCE_SECONDS
 from locks.otp import is_valid_pin
 
 logger = logging.getLogger(__name__)
@@ -283,16 +284,20 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
     if not is_valid_pin(integration.current_pin):
         return Outcome.failure("Set PIN: the current pin must be 4 digits. Nothing was changed.")
     expected = _identity(integration)
+    clock_error = 0.0
     try:
         with client_for(integration) as client:
             asked_at = client.salto_now()
-            status = client.set_iq_pin(
-                integration.site_id,
-                integration.iq_id,
-                secret=integration.iq_secret,
-                current_pin=integration.current_pin,
-                new_pin=new_pin,
-            )
+            try:
+                status = client.set_iq_pin(
+                    integration.site_id,
+                    integration.iq_id,
+                    secret=integration.iq_secret,
+                    current_pin=integration.current_pin,
+                    new_pin=new_pin,
+                )
+            finally:
+                clock_error = client.otp_clock_error()
             # Reference: GET /v1.1/me/{site}/activated_iqs (docs/salto-ks.md §7.3). A 2xx alone is not proof:
             # only Salto's own record of the activation lets the new PIN become the current one.
             try:
@@ -305,6 +310,15 @@ def iq_pin_set(*, integration: Integration, new_pin: str) -> Outcome:
                 )
     except errors.OtpInvalid as exc:
         said = f" Salto KS said: {exc.salto_message}." if exc.salto_message else ""
+        if abs(clock_error) > CLOCK_TOLERANCE_SECONDS:
+            # The code was built for a time minutes away from Salto's: it says nothing about the PIN, and
+            # sending the operator to retype PINs would only count towards Salto's block.
+            return Outcome.failure(
+                f"Set PIN failed — OTP rejected, but this server's clock is {clock_error:+.0f} s off Salto's, so "
+                f"the one-time code was built for the wrong time; the current pin may well be right.{said} Nothing "
+                "was changed. Click Set PIN once more: the code is now computed at Salto's time. If the server's "
+                "clock keeps drifting, correct it (NTP)."
+            )
         return Outcome.failure(
             "Set PIN failed — OTP rejected: the current pin is wrong (or the stored IQ secret no longer matches "
             f"this IQ). Nothing was changed.{said} Check current pin (GET PIN again if unsure); repeated wrong "

@@ -238,11 +238,7 @@ def send_open(open_request: OpenRequest, integration: Integration, lock_id: str)
                 )
             finally:
                 # How far the OTP's time was from Salto's: this call's own reading against the one it used.
-                if client.clock is not None:
-                    used = client.otp_clock
-                    before = used.offset_seconds if used is not None and used.is_off else 0.0
-                    after = client.clock.offset_seconds if client.clock.is_off else 0.0
-                    clock_error = after - before
+                clock_error = client.otp_clock_error()
     except OutcomeUnknown as exc:
         _answered(attempt, Outcome.UNCLEAR, started, exc)
         return hold_for_entries(

@@ -53,3 +53,68 @@ def test_the_client_measures_salto_clock_and_signs_the_open_at_salto_time(
     assert sent in candidates
     ours = {compute_otp(secret=SECRET, pin="1234", at=datetime.now(UTC) + timedelta(seconds=s)) for s in range(-5, 2)}
     assert sent not in ours
+
+
+# --- the shared reading: a median of recent answers, with its age ------------------------------------------
+
+
+def _answer(offset: float, at: datetime) -> None:
+    from locks.clock import record_offset
+
+    record_offset(cache, API, server_date=at + timedelta(seconds=offset), received_at=at)
+
+
+def test_one_odd_answer_does_not_move_the_reading_and_a_second_agreeing_one_does() -> None:
+    from locks.clock import _last_written
+
+    for step in range(3):
+        _answer(0, NOW + timedelta(seconds=step))
+    # one answer (a proxy's Date header, a cached page) says 5 minutes off
+    _answer(300, NOW + timedelta(seconds=5))
+    reading = known_offset(cache, API, now=NOW + timedelta(seconds=6))
+    assert reading is not None
+    assert not reading.is_off
+    assert abs(reading.offset_seconds) < 1
+    # a second one agrees: the clock really is off, and the reading follows it
+    _answer(300, NOW + timedelta(seconds=7))
+    reading = known_offset(cache, API, now=NOW + timedelta(seconds=8))
+    assert reading is not None
+    assert reading.is_off
+    assert 299 <= reading.offset_seconds <= 301
+    # and a reading that was off from its first answer on counts at once (no history to outvote it)
+    cache.clear()
+    _last_written.clear()
+    _answer(-200, NOW)
+    reading = known_offset(cache, API, now=NOW)
+    assert reading is not None
+    assert reading.is_off
+    _last_written.clear()
+
+
+def test_a_reading_no_answer_confirmed_for_an_hour_is_gone() -> None:
+    _answer(300, NOW)
+    assert known_offset(cache, API, now=NOW + timedelta(minutes=59)) is not None
+    assert known_offset(cache, API, now=NOW + timedelta(minutes=61)) is None
+
+
+def test_the_reading_says_how_old_it_is() -> None:
+    reading = ClockReading(offset_seconds=-300, measured_at=NOW, samples=3)
+    assert reading.describe_age(NOW + timedelta(seconds=40)) == "measured 40 s ago"
+    assert reading.describe_age(NOW + timedelta(minutes=7)) == "measured 7 min ago"
+    assert reading.describe_age(NOW - timedelta(seconds=5)) == "measured 0 s ago"  # a clock that stepped back
+
+
+def test_unreadable_or_old_format_samples_are_read_defensively() -> None:
+    from locks.clock import clock_cache_key
+
+    key = clock_cache_key(API)
+    cache.set(key, {"offset": 120.0, "at": NOW.isoformat()})  # the single reading an older version wrote
+    reading = known_offset(cache, API, now=NOW)
+    assert reading is not None
+    assert (reading.offset_seconds, reading.samples) == (120.0, 1)
+    cache.set(key, {"samples": [["nan", NOW.isoformat()], [5, "yesterday"], [7], "x", [9.0, NOW.isoformat()]]})
+    reading = known_offset(cache, API, now=NOW)
+    assert reading is not None
+    assert (reading.offset_seconds, reading.samples) == (9.0, 1)
+    cache.set(key, "garbage")
+    assert known_offset(cache, API, now=NOW) is None

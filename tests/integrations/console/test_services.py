@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ from tests.fake_salto import (
     activated_iqs_json,
     lock_json,
     salto_error,
+    token_body,
 )
 from tests.integrations.console.conftest import make_integration, make_ready
 
@@ -398,6 +399,53 @@ def test_set_pin_with_a_wrong_current_pin_changes_nothing(salto: respx.Router, p
     assert pin_ready.current_pin == PIN
     assert pin_ready.activation_state == Integration.ActivationState.NOT_ACTIVATED
     assert pin_ready.activated_at is None
+
+
+def _otp_invalid_dated(seconds_off: float) -> respx.MockResponse:
+    from email.utils import format_datetime
+
+    from django.utils import timezone
+
+    salto_date = format_datetime(timezone.now() + timedelta(seconds=seconds_off), usegmt=True)
+    return respx.MockResponse(
+        400,
+        json=salto_error("3102", "Request execution failed with code: otp_invalid"),
+        headers={"Date": salto_date},
+    )
+
+
+def test_set_pin_rejected_while_the_clocks_disagree_is_reported_as_the_clock_not_the_pin(
+    salto: respx.Router, pin_ready: Integration
+) -> None:
+    # given Salto's clock is 5 minutes behind, which only the rejection's Date header shows
+    salto.put(IQ_URL + "/pin").mock(return_value=_otp_invalid_dated(-300))
+    # when
+    outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
+    # then the operator is not sent retyping PINs: the code was built for the wrong time
+    assert not outcome.ok
+    assert "this server's clock is -300 s off Salto's" in outcome.message
+    assert "the current pin may well be right" in outcome.message
+    assert "the current pin is wrong" not in outcome.message
+    pin_ready.refresh_from_db()
+    assert (pin_ready.current_pin, pin_ready.is_activated) == (PIN, False)
+
+
+def test_set_pin_rejected_with_an_otp_built_at_saltos_time_is_the_pin(
+    salto: respx.Router, pin_ready: Integration
+) -> None:
+    from email.utils import format_datetime
+
+    from django.utils import timezone
+
+    # given the token's answer already told Salto's time (5 minutes behind), so the OTP was built at that time
+    behind = format_datetime(timezone.now() - timedelta(seconds=300), usegmt=True)
+    salto["token"].mock(return_value=respx.MockResponse(200, json=token_body(), headers={"Date": behind}))
+    route = salto.put(IQ_URL + "/pin").mock(return_value=_otp_invalid_dated(-300))
+    outcome = iq_pin_set(integration=pin_ready, new_pin="9876")
+    # then the OTP carried Salto's time and its rejection is the PIN's
+    sent = json.loads(route.calls.last.request.content)["otp"]
+    assert sent != compute_otp(secret=SECRET, pin=PIN, at=timezone.now())
+    assert outcome.message.startswith("Set PIN failed — OTP rejected: the current pin is wrong")
 
 
 def test_set_pin_when_otps_are_blocked(salto: respx.Router, pin_ready: Integration) -> None:
