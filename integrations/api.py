@@ -137,15 +137,26 @@ class BookingOpen(APIView):
         ),
     )
     def post(self, request: Request, pk: int) -> Response:
-        return respond_idempotently(request, route=f"bookings/{pk}/open", action=lambda: self._open(request, pk))
+        return respond_idempotently(
+            request,
+            route=f"bookings/{pk}/open",
+            action=lambda: self._open(request, pk),
+            render_after_commit=self._answer_again,
+        )
 
     def _open(self, request: Request, pk: int) -> Response:
         booking = get_object_or_404(Booking, pk=pk)
         result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.API, actor=request.user)
+        return self._answer(result.open_request.pk)
+
+    def _answer_again(self, response: Response) -> Response:
+        """The answer once the request was queued (or found the queue down, which its reason then says)."""
+        data = response.data.get("open_request", response.data)
+        return self._answer(int(data["id"]))
+
+    def _answer(self, open_request_id: int) -> Response:
         open_request = (
-            OpenRequest.objects.select_related("integration", "actor")
-            .prefetch_related("sends")
-            .get(pk=result.open_request.pk)
+            OpenRequest.objects.select_related("integration", "actor").prefetch_related("sends").get(pk=open_request_id)
         )
         data = OpenRequestSerializer(open_request).data
         if open_request.state == OpenRequest.State.REFUSED:

@@ -95,9 +95,19 @@ IDEMPOTENCY_KEY_REUSED_RESPONSE = OpenApiResponse(
 # --- the helper the views call --------------------------------------------------------------------
 
 
-def respond_idempotently(request: Request, *, route: str, action: Callable[[], Response]) -> Response:
+def respond_idempotently(
+    request: Request,
+    *,
+    route: str,
+    action: Callable[[], Response],
+    render_after_commit: Callable[[Response], Response] | None = None,
+) -> Response:
     """ACTION's response, run at most once per `Idempotency-Key` (ROUTE without the method, e.g.
-    "bookings/17/open"); without the header, simply ACTION's response."""
+    "bookings/17/open"); without the header, simply ACTION's response.
+
+    With a key, ACTION runs inside the key's transaction, so what it leaves to on-commit callbacks (queueing a
+    task, and noting on the row when the queue is down) happens after its answer was built. RENDER_AFTER_COMMIT
+    builds that answer again once they ran; the stored answer, and so every replay, is the rebuilt one."""
     key = request.headers.get(HEADER)
     if key is None:
         return action()
@@ -119,7 +129,14 @@ def respond_idempotently(request: Request, *, route: str, action: Callable[[], R
         stored = _stored(user_id=user_id, key=key, now=timezone.now())
         if stored is not None:
             return _replay(stored, route=method_route, fingerprint=fingerprint)
-        response = _run_first(user_id=user_id, key=key, route=method_route, fingerprint=fingerprint, action=action)
+        response = _run_first(
+            user_id=user_id,
+            key=key,
+            route=method_route,
+            fingerprint=fingerprint,
+            action=action,
+            render_after_commit=render_after_commit,
+        )
         if response is not None:
             return response
         # Another request with this key committed between our read and our insert: replay it (or 422).
@@ -180,7 +197,13 @@ def _storable(status_code: int) -> bool:
 
 
 def _run_first(
-    *, user_id: int, key: str, route: str, fingerprint: str, action: Callable[[], Response]
+    *,
+    user_id: int,
+    key: str,
+    route: str,
+    fingerprint: str,
+    action: Callable[[], Response],
+    render_after_commit: Callable[[Response], Response] | None = None,
 ) -> Response | None:
     """Insert the key, run ACTION and store its answer, all in one transaction; None if the key was taken.
 
@@ -196,13 +219,28 @@ def _run_first(
         except IntegrityError:
             return None
         response = action()
+        answer = [response]
         if _storable(response.status_code):
             row.status_code = response.status_code
             row.response_body = json.dumps(response.data, cls=JSONEncoder)
             row.save(update_fields=["status_code", "response_body"])
+            if render_after_commit is not None:
+                # Registered after ACTION's own callbacks, so it runs after them. Should it fail, the answer
+                # built inside the transaction stands (it is true, only less complete).
+                transaction.on_commit(
+                    lambda: answer.append(_store_rebuilt(row.pk, response, render_after_commit(response))), robust=True
+                )
         else:
             row.delete()
-    return response
+    return answer[-1]
+
+
+def _store_rebuilt(row_pk: int, first: Response, rebuilt: Response) -> Response:
+    """The rebuilt answer, stored for replays; the first one if the status changed (a replay keeps its status)."""
+    if rebuilt.status_code != first.status_code:
+        return first
+    IdempotencyKey.objects.filter(pk=row_pk).update(response_body=json.dumps(rebuilt.data, cls=JSONEncoder))
+    return rebuilt
 
 
 def _replay(row: IdempotencyKey, *, route: str, fingerprint: str) -> Response:

@@ -80,14 +80,15 @@ class TestIdempotencyKey:
 
     # --- the same key and body: the stored answer, nothing runs again ----------------------------
 
-    def test_the_same_key_and_body_replay_the_open(self, on_commit: Callable[[], Any]) -> None:
+    # Real commits: the answer is built again once the request's on-commit work (queueing it) has run, as in
+    # production, so the first answer and its replay are compared as a client sees them.
+    @pytest.mark.django_db(transaction=True)
+    def test_the_same_key_and_body_replay_the_open(self) -> None:
         booking = make_booking(self.world, status=self.world.paid)
-        client = api_for("desk")
+        client = committing_api()
 
-        with on_commit():
-            first = post_open(client, booking, "open-1")
-        with on_commit():
-            second = post_open(client, booking, "open-1")
+        first = post_open(client, booking, "open-1")
+        second = post_open(client, booking, "open-1")
 
         assert (first.status_code, second.status_code) == (202, 202)
         assert second.content == first.content  # the same body, byte for byte: the same open request id
@@ -97,8 +98,7 @@ class TestIdempotencyKey:
         assert self.salto.routes["open"].call_count == 1
 
         # a new key is a new request (the dedupe window is off here, so it is a second open request)
-        with on_commit():
-            third = post_open(client, booking, "open-2")
+        third = post_open(client, booking, "open-2")
         assert third.status_code == 202
         assert third.json()["id"] != first.json()["id"]
         assert OpenRequest.objects.count() == 2
@@ -394,3 +394,66 @@ def test_concurrent_requests_with_one_new_key_open_once(settings: Any, monkeypat
     assert {request_id for _, request_id, _ in results} == {OpenRequest.objects.get().pk}
     assert sorted(replayed for _, _, replayed in results) == [False, True]
     assert IdempotencyKey.objects.count() == 1
+
+
+# --- with the broker down: 202 / 200, the waiting reason in the answer and in its replay ----------------------
+
+
+def committing_api() -> APIClient:
+    # Transactional tests flush the tables, and with them the roles the migrations made: a superuser needs none.
+    client = APIClient()
+    client.force_authenticate(make_user("desk", is_superuser=True))
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_an_open_with_a_key_answers_and_replays_the_waiting_reason(
+    salto: respx.Router, no_dedupe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.services import opening
+    from tests.api.test_api import _BrokerDown
+
+    world = make_world()
+    booking = make_booking(world, status=world.paid)
+    client = committing_api()
+    monkeypatch.setattr(opening, "current_app", _BrokerDown())
+
+    first = post_open(client, booking, "open-broker-down")
+    replay = post_open(client, booking, "open-broker-down")
+
+    assert (first.status_code, replay.status_code) == (202, 202)
+    assert first.json()["state"] == "pending"
+    assert first.json()["reason"] == opening.QUEUE_DOWN_REASON
+    assert replay.content == first.content
+    assert OpenRequest.objects.count() == 1
+    assert salto.routes["open"].call_count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_a_status_change_with_a_key_is_200_and_its_open_waits_for_the_sweeper(
+    salto: respx.Router, no_dedupe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.services import opening
+    from tests.api.test_api import _BrokerDown
+
+    world = make_world()
+    booking = make_booking(world, status=world.new)
+    client = committing_api()
+    monkeypatch.setattr(opening, "current_app", _BrokerDown())
+
+    first = patch_status(client, booking, world.paid.code, key="status-broker-down")
+    replay = patch_status(client, booking, world.paid.code, key="status-broker-down")
+
+    # not a 500: the status changed once, and its open request is kept for the sweeper, saying why it waits
+    assert (first.status_code, replay.status_code) == (200, 200)
+    assert replay.content == first.content
+    assert status_changes(booking) == 1
+    [waiting] = OpenRequest.objects.all()
+    assert (waiting.state, waiting.reason) == (OpenRequest.State.PENDING, opening.QUEUE_DOWN_REASON)
+    assert salto.routes["open"].call_count == 0
+    # and once the broker is back, the sweeper sends it, once
+    monkeypatch.undo()
+    with time_machine.travel(timezone.now() + timedelta(seconds=opening.SWEEP_GRACE_SECONDS + 1)):
+        assert opening.open_requests_sweep().requeued == [waiting.pk]
+    assert OpenRequest.objects.get(pk=waiting.pk).state == OpenRequest.State.OPENED
+    assert salto.routes["open"].call_count == 1
