@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -356,8 +357,11 @@ async def control_faults(request: Request, body: dict[str, Any]) -> Response:
     fault = Fault(**body)
     if fault.status is None and not fault.drop_connection and not fault.delay_seconds:
         raise ValueError("a fault needs status, drop_connection or delay_seconds")
-    if not isinstance(fault.after_acting, bool) or not isinstance(fault.drop_connection, bool):
-        raise ValueError("after_acting and drop_connection must be true or false")
+    flags = (fault.after_acting, fault.drop_connection, fault.act_late)
+    if not all(isinstance(flag, bool) for flag in flags):
+        raise ValueError("after_acting, drop_connection and act_late must be true or false")
+    if fault.act_late and (fault.after_acting or not fault.delay_seconds or fault.status or fault.drop_connection):
+        raise ValueError("act_late needs delay_seconds and no after_acting, status or drop_connection")
     if fault.status is not None:
         status = int(fault.status)
         if 200 <= status <= 299:
@@ -492,6 +496,9 @@ class FaultInjection:
         if fault is None:
             await self.app(scope, receive, recording_send)
             return None
+        if fault.act_late:
+            await self._act_late(fault, scope, receive, recording_send)
+            return None
         if fault.after_acting:
             # The handler acts (the door opens, the open and its entry are recorded); its answer is held back.
             held: list[Message] = []
@@ -518,6 +525,33 @@ class FaultInjection:
             return None
         await self.app(scope, receive, recording_send)
         return None
+
+    async def _act_late(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """Take the request in now, act on it after the delay even if the client has gone (its answer is lost)."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await asyncio.sleep(fault.delay_seconds)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # never a disconnect: the request is already Salto's
+            raise AssertionError("unreachable")
+
+        async def to_the_client_if_still_there(message: Message) -> None:
+            with contextlib.suppress(Exception):
+                await send(message)
+
+        await self.app(scope, replay, to_the_client_if_still_there)
 
     def _dated(self, send: Send) -> Send:
         async def dated_send(message: Message) -> None:

@@ -119,7 +119,8 @@ class Fault:
     Before acting (the default) the request never reaches its handler: nothing happens at Salto. With
     `after_acting` the handler runs first (a PATCH .../locking really opens the door and records the open and its
     entry) and only then is the answer delayed, replaced by `status`/`body`, or the connection dropped: the
-    client cannot tell whether the door opened.
+    client cannot tell whether the door opened. With `act_late` the request is taken in at once and acted on
+    after `delay_seconds` whether or not the client still waits for the answer: Salto acting after our timeout.
     """
 
     path_contains: str = ""
@@ -131,6 +132,7 @@ class Fault:
     body: str | None = None
     content_type: str | None = None  # of `body`; None: text/plain
     after_acting: bool = False
+    act_late: bool = False
     times: int | None = 1  # None: until cleared
     served: int = 0
 
@@ -145,6 +147,7 @@ class Fault:
             "body": self.body,
             "content_type": self.content_type,
             "after_acting": self.after_acting,
+            "act_late": self.act_late,
             "times": self.times,
             "served": self.served,
         }

@@ -250,7 +250,45 @@ def test_a_2xx_with_a_body_is_accepted_and_listed(http: httpx2.Client) -> None:
             "body": "<html>",
             "content_type": None,
             "after_acting": True,
+            "act_late": False,
             "times": 1,
             "served": 0,
         }
     ]
+
+
+def test_act_late_opens_after_the_client_gave_up(api: httpx2.Client) -> None:
+    # given Salto takes 1.5 s to act, and the client waits only 0.5 s
+    secret, pin = activate(api)
+    add_fault(api, path_contains=LOCKING, delay_seconds=1.5, act_late=True)
+
+    # when the client opens and times out
+    with pytest.raises(httpx2.ReadTimeout):
+        api.patch(
+            f"{SITE}/locks/{demo.LOCK_FRONT_DOOR_ID}/locking",
+            json={"locked_state": "unlocked", "otp": otp(secret, pin)},
+            timeout=0.5,
+        )
+
+    # then the door is still shut when the client gives up, and opens once Salto gets to it
+    assert physical_opens(api) == []
+    deadline = time.monotonic() + 5
+    while not physical_opens(api) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert physical_opens(api) == [demo.LOCK_FRONT_DOOR_ID]
+    assert entry_locks(api) == [demo.LOCK_FRONT_DOOR_ID]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"act_late": True},
+        {"act_late": True, "delay_seconds": 1, "after_acting": True},
+        {"act_late": True, "delay_seconds": 1, "status": 503},
+        {"act_late": "yes", "delay_seconds": 1},
+    ],
+    ids=["no-delay", "with-after-acting", "with-status", "not-a-bool"],
+)
+def test_act_late_is_refused_when_it_cannot_mean_anything(api: httpx2.Client, fields: dict[str, Any]) -> None:
+    response = api.post("/_sandbox/faults", json={"path_contains": LOCKING, **fields})
+    assert response.status_code == 400
