@@ -81,7 +81,9 @@ def record_initial_status(
     return change
 
 
-@transaction.atomic
+# No savepoint of its own inside a caller's transaction: a failure here fails the caller's block, which is
+# what every caller wants (the open path wraps it in its own savepoint); two statements fewer per change.
+@transaction.atomic(savepoint=False)
 def booking_change_status(
     *,
     booking: Booking,
@@ -112,10 +114,15 @@ def booking_change_status(
     return change
 
 
-@transaction.atomic
 def booking_set_field_value(*, booking: Booking, field: BookingField, value: Any) -> BookingFieldValue:
-    field_value, _ = BookingFieldValue.objects.select_for_update().get_or_create(booking=booking, field=field)
-    field_value.field = field
+    """Set FIELD of BOOKING to VALUE: one statement, an upsert on the (booking, field) unique constraint, so two
+    writers at once cannot both insert, and no row lock or savepoint is needed around it."""
+    field_value = BookingFieldValue(booking=booking, field=field)
     field_value.set_value(value)
-    field_value.save()
+    BookingFieldValue.objects.bulk_create(
+        [field_value],
+        update_conflicts=True,
+        unique_fields=["booking", "field"],
+        update_fields=["text_value", "number_value", "datetime_value"],
+    )
     return field_value

@@ -19,7 +19,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -151,10 +151,13 @@ def open_request_create(
             next_attempt_at=now if decision.allowed else None,
             finished_at=None if decision.allowed else now,
         )
+        queued: list[bool] = []
         if decision.allowed:
             request_id = open_request.pk
-            transaction.on_commit(lambda: open_request_enqueue(open_request_id=request_id))
-    if decision.allowed:
+            transaction.on_commit(lambda: queued.append(open_request_enqueue(open_request_id=request_id)))
+    if queued and (queued == [False] or current_app.conf.task_always_eager):
+        # The queue was down (the row now says why it waits), or the task ran in-process (the send is over):
+        # the caller's answer must say so. Otherwise the row is as created: pending, queued.
         open_request.refresh_from_db(fields=["state", "reason"])
     logger.info(
         "Open request %s for booking %s (%s): %s%s",
@@ -192,12 +195,14 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
     lease_end = lease_until()
     # A retry waits for its due time (Salto's Retry-After): a duplicate or early message must not jump it.
     due_before = now + timedelta(seconds=CLAIM_EARLY_SECONDS)
-    token = OpenRequest.objects.claim_unconfirmed(open_request_id, due_before=due_before, lease_until=lease_end)
-    checking = bool(token)
-    if not checking:
-        token = OpenRequest.objects.claim(
-            open_request_id, fresh_since=fresh_since, due_before=due_before, lease_until=lease_end
-        )
+    # Most deliveries are a pending request's first send: that claim first, one query in the common case.
+    token = OpenRequest.objects.claim(
+        open_request_id, fresh_since=fresh_since, due_before=due_before, lease_until=lease_end
+    )
+    checking = False
+    if not token:
+        token = OpenRequest.objects.claim_unconfirmed(open_request_id, due_before=due_before, lease_until=lease_end)
+        checking = bool(token)
     if not token:
         expired = OpenRequest.objects.expire_stale(
             pk=open_request_id,
@@ -214,11 +219,14 @@ def open_request_perform(*, open_request_id: int) -> PerformOutcome:
         logger.info("Open request %s not claimed (state %s)", open_request_id, current)
         return PerformOutcome(str(current or "missing"))
 
-    open_request = OpenRequest.objects.select_related("booking__object__parent", "booking__status", "integration").get(
-        pk=open_request_id
+    open_request = (
+        OpenRequest.objects.select_related("booking__object__parent", "booking__status", "integration")
+        .annotate(sends_so_far=Count("sends"))
+        .get(pk=open_request_id)
     )
-    # This claim's own token, never one read back (another claim could have written it since).
+    # This claim's own token and lease, never ones read back (another claim could have written them since).
     open_request.claim_token = token
+    open_request.lease_ends_at = lease_end  # type: ignore[attr-defined]
     try:
         if checking:
             return _settle_unconfirmed(open_request)

@@ -66,20 +66,27 @@ def _take_over(open_request: OpenRequest) -> str:
 def test_a_worker_whose_row_was_taken_over_does_not_send(
     world: World, salto: respx.Router, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given worker A has claimed the row and checked the policy, and then stalls until B has taken the row
+    # given worker A has claimed the row and checked the policy, and then stalls past its lease (by its own
+    # clock too) until B has taken the row
     door = salto.patch(OPEN_URL).respond(200, json={})
     booking = make_booking(world, status=world.paid)
     open_request = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF).open_request
     real_send_open = sending.send_open
     taken: list[str] = []
+    traveller = time_machine.travel(timezone.now(), tick=True)
+    clock = traveller.start()
 
     def stall_then_send(request: OpenRequest, *args: Any) -> Any:
+        clock.shift(51)
         taken.append(_take_over(request))
         return real_send_open(request, *args)
 
     monkeypatch.setattr("integrations.services.opening.send_open", stall_then_send)
     # when A wakes up and goes on
-    outcome = open_request_perform(open_request_id=open_request.pk)
+    try:
+        outcome = open_request_perform(open_request_id=open_request.pk)
+    finally:
+        traveller.stop()
     # then nothing went out from A and nothing of B's row changed: B decides, from the entries
     assert door.call_count == 0
     assert not OpenAttempt.objects.exists()
