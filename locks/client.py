@@ -72,6 +72,9 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+REQUEST_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+
 class SaltoClient:
     def __init__(
         self,
@@ -84,7 +87,10 @@ class SaltoClient:
         cache: BaseCache | None = None,
         transport: httpx2.BaseTransport | None = None,
         timeout: float | None = None,
+        http: httpx2.Client | None = None,
     ) -> None:
+        """HTTP: a shared client for the API calls (`locks.http.shared_http_client`), kept open by close(); without
+        one this client has its own. Every call passes its own timeout, so a shared client's default is unused."""
         self.environment = Environment(environment)
         self.endpoints = endpoints_for(self.environment)
         self.username = username
@@ -95,23 +101,12 @@ class SaltoClient:
         )
         seconds = float(timeout if timeout is not None else getattr(settings, "SALTO_KS_HTTP_TIMEOUT_SECONDS", 10))
         self._timeout = httpx2.Timeout(seconds, connect=min(seconds, 5.0))
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        self._http = httpx2.Client(headers=headers, timeout=self._timeout, transport=transport, verify=_tls_context())
-        # authlib builds the password-grant request (HTTP Basic client auth, form body) and is the library
-        # the style guide picks for token requests. It neither caches across processes nor classifies
-        # failures the way we need, so TokenProvider wraps it and the compliance hook below classifies
-        # every non-2xx answer before authlib parses it.
-        self._oauth = OAuth2Client(
-            client_id=self._client_id,
-            client_secret=self._client_secret,
-            token_endpoint_auth_method="client_secret_basic",
-            scope=SCOPE,
-            headers=headers,
-            timeout=self._timeout,
-            transport=transport,
-            verify=_tls_context(),
+        self._owns_http = http is None
+        self._http = http or httpx2.Client(
+            headers=REQUEST_HEADERS, timeout=self._timeout, transport=transport, verify=_tls_context()
         )
-        self._oauth.register_compliance_hook("access_token_response", self._check_token_response)
+        self._transport = transport
+        self._oauth_client: OAuth2Client | None = None
         self._cache: BaseCache = cache if cache is not None else default_cache
         self.clock: ClockReading | None = None
         # The clock reading the last open's OTP was computed with (None: our own clock was used).
@@ -140,8 +135,33 @@ class SaltoClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
-        self._oauth.close()
+        if self._owns_http:
+            self._http.close()
+        if self._oauth_client is not None:
+            self._oauth_client.close()
+
+    @property
+    def _oauth(self) -> OAuth2Client:
+        """authlib's client for the token request, made on first use: most opens find their token cached.
+
+        authlib builds the password-grant request (HTTP Basic client auth, form body) and is the library the
+        style guide picks for token requests. It neither caches across processes nor classifies failures the
+        way we need, so TokenProvider wraps it and the compliance hook classifies every non-2xx answer before
+        authlib parses it. One per SaltoClient: the hook is this client's (its secrets, its clock).
+        """
+        if self._oauth_client is None:
+            self._oauth_client = OAuth2Client(
+                client_id=self._client_id,
+                client_secret=self._client_secret,
+                token_endpoint_auth_method="client_secret_basic",
+                scope=SCOPE,
+                headers=REQUEST_HEADERS,
+                timeout=self._timeout,
+                transport=self._transport,
+                verify=_tls_context(),
+            )
+            self._oauth_client.register_compliance_hook("access_token_response", self._check_token_response)
+        return self._oauth_client
 
     # --- Authentication -------------------------------------------------------------------------
 
