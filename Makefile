@@ -60,6 +60,8 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
 bench: $(STAMP) services
 	$(TEST_ENV) BENCH_DATABASE_URL=$(BENCH_PG_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_latency
 	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.token_concurrency
+	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_path
+	$(TEST_ENV) $(PY) -m bench.burst
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-artifacts

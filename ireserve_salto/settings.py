@@ -102,7 +102,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker: opening a door is waiting for Salto (I/O), so threads, many of them, in one process (ADR 0006:
+# measured by bench/burst.py against prefork and gevent). Each thread holds its own PostgreSQL connection
+# (persistent, CONN_MAX_AGE above): size the database's max_connections for it.
+CELERY_WORKER_POOL = env.text("CELERY_WORKER_POOL", "threads") or "threads"
+CELERY_WORKER_CONCURRENCY = env.number("CELERY_WORKER_CONCURRENCY", 32, minimum=1, maximum=256)
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.number("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1, maximum=64)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A message taken by a worker that died comes back after this long: well inside the 120 s freshness limit (the
 # sweeper, every 15 s, re-queues lost messages too). Countdowns longer than this may be delivered twice, which

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,15 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextmanager
 def celery_worker(
-    env: dict[str, str], *, queue: str, hostname: str, log: Path, startup_timeout: float = 60
+    env: dict[str, str],
+    *,
+    queue: str,
+    hostname: str,
+    log: Path,
+    startup_timeout: float = 60,
+    pool: Sequence[str] = ("--pool=solo",),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A solo-pool worker consuming only QUEUE, its output in LOG; yields once it says "ready."."""
+    """A worker consuming only QUEUE, its output in LOG; yields once it says "ready.".
+
+    POOL: the pool arguments (the tests' default: solo, one task at a time; `()`: the settings' production pool).
+    """
     command = [
         str(Path(sys.executable).with_name("celery")),
         "-A",
         "ireserve_salto",
         "worker",
-        "--pool=solo",
+        *pool,
         "-Q",
         queue,
         "-n",
