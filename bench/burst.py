@@ -4,7 +4,7 @@
 
 Everything runs on this machine, as separate processes: PostgreSQL and Redis (the machine's, a database and a
 Redis db of the benchmark's own), the Salto KS sandbox (`manage.py salto_sandbox`, with a 100 ms delay on every
-open), one Celery worker in the production configuration (the settings' pool, concurrency and prefetch, unless
+open and pages of 20 as Salto probably has), one Celery worker in the production configuration (the settings' pool, concurrency and prefetch, unless
 overridden), and a console (`manage.py runserver`) that a probe asks for the booking list every 100 ms.
 
 - **Baseline** (same run): the product's Salto client called directly from as many threads as the worker has,
@@ -335,6 +335,8 @@ def main() -> None:
         world = build_world(sandbox_url, args.bookings)
         fault = {"path_contains": "/locking", "delay_seconds": args.latency, "times": None}
         httpx2.post(f"{sandbox_url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+        # Salto's page size is probably 20 (docs/salto-ks.md §3.2); the sandbox's default of 3 is for the tests.
+        httpx2.post(f"{sandbox_url}/_sandbox/config", json={"page_size": 20}, timeout=5).raise_for_status()
 
         direct = baseline(world, threads=concurrency, bookings=args.bookings)
         limit = args.bookings / (args.bookings * args.latency / concurrency)
