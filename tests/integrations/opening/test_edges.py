@@ -41,6 +41,7 @@ from tests.fake_salto import (
     ME_URL,
     OPEN_URL,
     TOKEN_URL,
+    entry_json,
     salto_error_response,
     token_body,
     use_fake_salto,
@@ -750,3 +751,80 @@ def test_the_sweeper_stops_asking_for_confirmations_when_the_broker_is_down(
     # when / then: no crash, and one failed publish is enough to stop
     assert open_requests_sweep().requeued == []
     assert len(tried) == 1
+
+
+# --- what a send records ------------------------------------------------------------------------------------------
+
+
+def test_salto_s_error_code_is_kept_to_its_first_20_characters(world: World, salto: respx.Router) -> None:
+    code = "E" * 20 + "-tail"
+    salto.patch(OPEN_URL).respond(409, json={"ErrorCode": code, "Message": "refused"})
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.FAILED)
+    request.refresh_from_db()
+    [send] = request.sends.all()
+    assert request.salto_error_code == send.salto_error_code == "E" * 20
+    # how long the send took, in milliseconds of this worker's clock
+    assert send.duration_ms is not None
+    assert request.duration_ms is not None
+    assert 0 <= send.duration_ms < 5000
+    assert 0 <= request.duration_ms < 5000
+    assert (request.salto_http_status, request.salto_message, request.outcome_code) == (409, "refused", "permanent")
+
+
+def test_a_rejected_account_fails_quietly_for_the_worker_that_holds_the_request(world: World, caplog: Any) -> None:
+    caplog.set_level(logging.ERROR, logger="integrations.services.sending")
+    with respx.mock(using="httpcore2", assert_all_called=False) as router:
+        router.post(TOKEN_URL).respond(400, json={"error": "invalid_client"})
+        request = pending(world)
+        assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.FAILED)
+    request.refresh_from_db()
+    assert (request.state, request.outcome_code) == (State.FAILED, "auth_invalid_client")
+    # it finished the request itself: nothing about a lost hold
+    assert "no longer holds it" not in caplog.text
+
+
+def test_what_the_worker_is_told_cannot_be_changed_on_the_way() -> None:
+    import dataclasses
+
+    outcome = PerformOutcome(State.PENDING, retry_in=1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.retry_in = 0.0  # type: ignore[misc]
+
+
+def test_an_unexpected_error_ten_minutes_past_freshness_fails_and_says_the_open_is_unknown(
+    world: World, salto: respx.Router, clock: time_machine.Traveller, settings: Any
+) -> None:
+    # given a lost answer, and Salto's entries holding an open dated 9999-12-31 (which this server's time zone,
+    # 14 hours ahead, cannot show: a stand-in for any fault while the entries are read)
+    settings.TIME_ZONE = "Pacific/Kiritimati"
+    salto.patch(OPEN_URL).mock(side_effect=httpx2.ReadTimeout("slow"))
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    salto["entries"].respond(
+        200,
+        json={"items": [entry_json("odd", at="9999-12-31T23:59:59.000000Z")], "continuation_token": None},
+    )
+    # when it fails up to ten minutes past the freshness limit: the entries are asked again
+    clock.move_to(at(120 + 599.999))
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.UNCONFIRMED, retry_in=0.01)
+    # and from then on: failed, saying whether the door opened is unknown
+    clock.move_to(at(120 + 600))
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.FAILED)
+    request.refresh_from_db()
+    assert (request.state, request.outcome_code) == (State.FAILED, "internal_error")
+    assert request.reason == (
+        "Internal error while opening (OverflowError); see the worker log. Whether the door opened is unknown; "
+        "check the lock's entries."
+    )
+
+
+def test_the_results_of_create_and_sweep_cannot_be_changed_on_the_way(world: World) -> None:
+    import dataclasses
+
+    result = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff")
+    sweep = open_requests_sweep()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.created = False  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sweep.expired = 1  # type: ignore[misc]
