@@ -414,3 +414,15 @@ def test_force_skips_the_cached_token() -> None:
     assert provider.get(force=True).access_token.get_secret_value() == "second"
     assert provider.get().access_token.get_secret_value() == "second"
     assert fetch.calls == 2
+
+
+def test_a_token_one_second_outside_the_margin_is_cached_for_that_second() -> None:
+    # given a token that expires in 61 s: usable (and shared) for one more second
+    with time_machine.travel(datetime(2026, 11, 25, 12, 0, tzinfo=UTC), tick=False):
+        fetch = Fetches(token("brief", expires_in=61))
+        TokenProvider(fetch=fetch, cache_key=KEY).get()
+        # when another caller asks within that second
+        got = TokenProvider(fetch=fetch, cache_key=KEY).get()
+    # then it is the cached one
+    assert got.access_token.get_secret_value() == "brief"
+    assert fetch.calls == 1
