@@ -828,3 +828,22 @@ def test_the_results_of_create_and_sweep_cannot_be_changed_on_the_way(world: Wor
         result.created = False  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         sweep.expired = 1  # type: ignore[misc]
+
+
+def test_an_open_recorded_too_late_says_loudly_what_the_request_had_become(
+    world: World, salto: respx.Router, caplog: Any
+) -> None:
+    # given the request is closed by someone else while Salto opens the door
+    request = pending(world)
+
+    def closed_meanwhile(http_request: Any) -> respx.MockResponse:
+        OpenRequest.objects.filter(pk=request.pk).update(state=State.EXPIRED)
+        return respx.MockResponse(200, json={})
+
+    salto.patch(OPEN_URL).mock(side_effect=closed_meanwhile)
+    caplog.set_level(logging.ERROR, logger="integrations.services.sending")
+    # when
+    outcome = open_request_perform(open_request_id=request.pk)
+    # then
+    assert outcome == PerformOutcome(State.EXPIRED)
+    assert "WAS opened, but the request had already been closed as expired" in caplog.text
