@@ -86,7 +86,7 @@ MODULES = (
     Module("locks/tokens.py", ("tests/locks/test_tokens_edges.py", "tests/locks/test_tokens.py")),
     Module(
         "integrations/idempotency.py",
-        ("tests/api/test_idempotency_edges.py", "tests/api/test_idempotency.py"),
+        ("tests/api/test_idempotency_edges.py", "tests/api/test_idempotency.py", "tests/foundation/test_migrations.py"),
         migrations=True,
     ),
 )

@@ -299,3 +299,21 @@ def test_an_action_that_raises_leaves_no_key_behind(user: User) -> None:
         respond_idempotently(api_request(user), route=ROUTE, action=broken)
     assert not IdempotencyKey.objects.exists()
     assert respond_idempotently(api_request(user), route=ROUTE, action=Action()).status_code == 202
+
+
+def test_a_rebuild_that_fails_leaves_the_first_answer_kept(
+    user: User, django_capture_on_commit_callbacks: Any, caplog: Any
+) -> None:
+    action = Action(202, {"id": 1})
+
+    def broken(first: Response) -> Response:
+        raise RuntimeError("cannot rebuild")
+
+    # when the rebuild after commit raises, the request is still answered
+    with django_capture_on_commit_callbacks(execute=True):
+        first = respond_idempotently(api_request(user), route=ROUTE, action=action, render_after_commit=broken)
+    replay = respond_idempotently(api_request(user), route=ROUTE, action=action, render_after_commit=broken)
+    # then the answer built inside the transaction is the one kept
+    assert (first.status_code, first.data) == (202, {"id": 1})
+    assert (replay.status_code, replay.data) == (202, {"id": 1})
+    assert action.runs == 1

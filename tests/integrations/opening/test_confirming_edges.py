@@ -418,3 +418,53 @@ def test_a_lost_answer_is_sent_again_only_up_to_a_second_before_the_freshness_li
     clock.move_to(at(now))
     outcome = open_request_perform(open_request_id=request.pk)
     assert (outcome.state, door.call_count) == ((State.OPENED, 2) if sent_again else (State.FAILED, 1))
+
+
+def test_the_grace_period_counts_from_the_last_send_not_from_the_request(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given a lost answer at T0, sent again after the grace period, and lost again
+    request = lost(world, salto)
+    door = salto.patch(OPEN_URL).mock(side_effect=httpx2.ReadTimeout("slow"))
+    clock.move_to(at(1))
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    assert door.call_count == 2
+    # when it is looked at again just inside the grace period after the second send
+    clock.move_to(at(1 + GRACE - 0.001))
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    # then it waited; and once the grace period after that send is over, it is sent a third time
+    assert door.call_count == 2
+    clock.move_to(at(1 + GRACE))
+    open_request_perform(open_request_id=request.pk)
+    assert door.call_count == 3
+
+
+def test_a_request_not_sent_again_names_the_earliest_open_that_may_be_its_own(
+    world: World, salto: respx.Router, clock: time_machine.Traveller, settings: Any
+) -> None:
+    from django.utils import timezone
+
+    request = lost(world, salto)
+    entries(salto, entry_json("later", at=iso(at(20))), entry_json("earlier", at=iso(at(10))))
+    clock.move_to(at(30))
+    assert open_request_perform(open_request_id=request.pk).state == State.FAILED
+    request.refresh_from_db()
+    assert f" at {timezone.localtime(at(10)):%H:%M:%S} that may be this request's" in request.reason
+
+
+def test_salto_s_clock_offset_is_taken_out_before_entries_are_matched_to_sends(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given Salto's clock 5 minutes ahead, two accepted sends a second apart and one entry for each, in Salto's time
+    salto["me"].respond(200, json={"id": ACCOUNT_USER_ID}, headers={"Date": format_datetime(at(300), usegmt=True)})
+    first = opened(world, salto)
+    clock.move_to(at(1))
+    second = opened(world, salto)
+    entries(salto, entry_json("e-a", at=iso(at(300.5))), entry_json("e-b", at=iso(at(300.7))))
+    clock.move_to(at(1 + GRACE))
+    # when both are checked
+    open_request_confirm(open_request_id=first.pk)
+    open_request_confirm(open_request_id=second.pk)
+    # then each send has its own entry (both entries are in both windows: only the order tells them apart)
+    assert confirmation(first) == ("confirmed", ["e-a"])
+    assert confirmation(second) == ("confirmed", ["e-b"])
