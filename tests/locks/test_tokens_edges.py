@@ -85,6 +85,12 @@ class FakeClock:
             step()
 
 
+def own_cache() -> LocMemCache:
+    """A local-memory cache of the test's own: its expiry follows time-machine's clock (Redis keeps its own time),
+    so the TTLs the provider asks for can be walked to their last second."""
+    return LocMemCache(f"tokens-edges-{time.monotonic_ns()}", {})
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
@@ -162,13 +168,14 @@ def test_the_lock_expires_by_itself_a_second_after_lock_seconds() -> None:
     # given: what the lock looks like to others while the fetch runs (a crashed holder never deletes it)
     seen: dict[float, bool] = {}
     start = time.time()
+    local = own_cache()
 
     def look() -> None:
         for later in (30.5, 31.5):
             with time_machine.travel(start + later, tick=False):
-                seen[later] = cache.get(LOCK) is not None
+                seen[later] = local.get(LOCK) is not None
 
-    provider = TokenProvider(fetch=Fetches(token(), before=look), cache_key=KEY)
+    provider = TokenProvider(fetch=Fetches(token(), before=look), cache_key=KEY, cache=local)
     # when
     provider.get()
     # then the default lock (30 s) outlives a slow fetch and is gone a second after
@@ -254,17 +261,19 @@ def test_a_waiter_stops_waiting_when_the_lock_is_released_without_a_token(clock:
 @pytest.mark.parametrize("reason", ["invalid_client", "invalid_grant", "invalid_scope"])
 def test_a_credential_failure_is_shared_for_5_seconds(reason: str) -> None:
     # given
-    provider = TokenProvider(fetch=Fetches(SaltoAuthError("rejected", reason=reason)), cache_key=KEY)  # type: ignore[arg-type]
+    local = own_cache()
+    failing = Fetches(SaltoAuthError("rejected", reason=reason))  # type: ignore[arg-type]
+    provider = TokenProvider(fetch=failing, cache_key=KEY, cache=local)
     start = time.time()
     # when
     with pytest.raises(SaltoAuthError):
         provider.get()
     # then
-    assert cache.get(FAILED) == {"reason": reason, "summary": "rejected"}
+    assert local.get(FAILED) == {"reason": reason, "summary": "rejected"}
     with time_machine.travel(start + 4.5, tick=False):
-        assert cache.get(FAILED) is not None
+        assert local.get(FAILED) is not None
     with time_machine.travel(start + 5.5, tick=False):
-        assert cache.get(FAILED) is None
+        assert local.get(FAILED) is None
 
 
 def test_other_failures_are_not_shared_and_a_success_clears_a_shared_one() -> None:
@@ -336,13 +345,14 @@ def test_invalidating_without_a_token_drops_whatever_is_cached() -> None:
 def test_the_token_is_cached_until_60_seconds_before_it_expires() -> None:
     # given
     start = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    local = own_cache()
     with time_machine.travel(start, tick=False):
-        TokenProvider(fetch=Fetches(token(expires_in=3600)), cache_key=KEY).get()
+        TokenProvider(fetch=Fetches(token(expires_in=3600)), cache_key=KEY, cache=local).get()
     # then
     with time_machine.travel(start + timedelta(seconds=3539.5), tick=False):
-        assert cache.get(KEY) is not None
+        assert local.get(KEY) is not None
     with time_machine.travel(start + timedelta(seconds=3540.5), tick=False):
-        assert cache.get(KEY) is None
+        assert local.get(KEY) is None
 
 
 def test_a_token_that_expires_within_the_margin_is_used_but_never_cached() -> None:
