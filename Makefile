@@ -12,7 +12,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/ireserve
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/9
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install system-deps services test-postgres test-sqlite bench clean
+.PHONY: demo test lint format install system-deps services test-postgres test-sqlite bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,14 @@ bench: $(STAMP) services
 	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.token_concurrency
 	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_path
 	$(TEST_ENV) $(PY) -m bench.burst
+
+# Mutation testing (docs/testing.md): cosmic-ray on the modules that decide opens, each against the tests that cover
+# it, on SQLite without Redis; not part of `make test` (about half an hour on two cores). MUTATION_ARGS='--module
+# locks/tokens.py' runs one module.
+MUTATION_ARGS ?=
+
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-artifacts

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -75,3 +75,17 @@ def test_it_rejects_malformed_pins(value: str) -> None:
     assert not is_valid_pin(value)
     with pytest.raises(ValueError, match="four digits"):
         pin_delta(old_pin="1234", new_pin=value)
+
+
+def test_it_refuses_a_time_zone_that_gives_no_offset() -> None:
+    # given a tzinfo that cannot say its offset: as ambiguous as a naive datetime
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+        def dst(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+    # when / then
+    with pytest.raises(ValueError, match="aware"):
+        compute_otp(secret="ABCDEFGHIJKLMNOP", pin="1234", at=datetime(2026, 8, 25, 7, 25, tzinfo=NoOffset()))

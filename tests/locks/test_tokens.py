@@ -207,11 +207,17 @@ def test_waiting_threads_share_a_credentials_failure(httpx2_mock: respx.Router) 
 
 
 def test_it_does_not_drop_a_token_another_caller_just_refreshed(client: SaltoClient, httpx2_mock: respx.Router) -> None:
-    # given
-    httpx2_mock.post(TOKEN_URL).respond(200, json=token_body("fresh"))
+    # given another caller already replaced the stale token with a fresh one
+    token_route = httpx2_mock.post(TOKEN_URL)
+    token_route.side_effect = [
+        httpx.Response(200, json=token_body("fresh")),
+        httpx.Response(200, json=token_body("fetched-again")),
+    ]
     fresh = client.fetch_token()
     stale = fresh.model_copy(update={"access_token": SecretStr("stale")})
-    # when
+    # when the caller whose stale token was rejected invalidates it
     client.tokens.invalidate(stale)
-    # then
+    # then the fresh token is still cached and used: no second password grant
+    assert cache.get(client.tokens._key)["access_token"] == "fresh"
     assert client.fetch_token().access_token.get_secret_value() == "fresh"
+    assert token_route.call_count == 1

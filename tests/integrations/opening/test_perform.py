@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from bookings.models import BookingFieldValue, BookingStatusChange
 from bookings.services import booking_change_status
-from integrations.models import CachedLock, Integration, OpenRequest
+from integrations.models import CachedLock, Integration, LockMapping, OpenRequest
 from integrations.services import opening, sending
 from integrations.services.opening import open_request_create, open_request_perform, open_requests_sweep
 from locks.otp import compute_otp
@@ -156,6 +157,18 @@ def test_identical_requests_inside_the_dedupe_window_collapse(
         assert (first.created, second.created) == (True, False)
         assert route.call_count == 1
 
+        # only an identical request collapses: one that failed does not absorb the next, nor one for another lock
+        OpenRequest.objects.filter(pk=first.open_request.pk).update(state=State.FAILED)
+        after_failure = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
+        assert after_failure.created
+        LockMapping.objects.filter(integration=world.integration).update(lock_id="other-lock")
+        other_lock = open_request_create(booking=booking, trigger=OpenRequest.Trigger.STAFF)
+        assert other_lock.created
+        assert other_lock.open_request.pk != after_failure.open_request.pk
+        LockMapping.objects.filter(integration=world.integration).update(lock_id=FRONT_DOOR)
+        OpenRequest.objects.exclude(pk=first.open_request.pk).delete()
+        OpenRequest.objects.filter(pk=first.open_request.pk).update(state=State.OPENED)
+
         # people go in and out: after the window, a new open is a new request
         traveller.shift(settings.OPEN_DEDUPE_SECONDS + 1)
         with django_capture_on_commit_callbacks(execute=True):
@@ -212,6 +225,11 @@ def test_transient_failures_retry_through_the_task(
     assert route.call_count == 3
     outcomes = list(open_request.sends.values_list("outcome", "http_status"))
     assert outcomes == [("rejected", 429), ("rejected", 429), ("accepted", 200)]
+    # and each retry waited its backoff (at least half of 0.05 s, then of 0.1 s) before it was sent again
+    sends = list(open_request.sends.all())
+    gaps = [(later.sent_at - earlier.answered_at).total_seconds() for earlier, later in itertools.pairwise(sends)]
+    assert gaps[0] >= 0.025
+    assert gaps[1] >= 0.05
 
 
 def test_a_retry_honours_retry_after_and_claims_again(world: World, salto: respx.Router) -> None:
@@ -483,6 +501,16 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
     waiting = OpenRequest.objects.create(
         booking=booking, trigger="staff", state=State.PENDING, next_attempt_at=now + timedelta(seconds=5)
     )
+    # a message due a second ago is still on its way (inside the sweeper's 5 s grace), not lost
+    in_flight = OpenRequest.objects.create(
+        booking=booking, trigger="staff", state=State.PENDING, next_attempt_at=now - timedelta(seconds=1)
+    )
+    # a send whose worker still holds its lease, and one without a lease younger than freshness + lease (170 s)
+    leased = OpenRequest.objects.create(
+        booking=booking, trigger="staff", state=State.SENDING, next_attempt_at=now + timedelta(seconds=30)
+    )
+    with time_machine.travel(now - timedelta(seconds=100)):
+        unleased = OpenRequest.objects.create(booking=booking, trigger="staff", state=State.SENDING)
 
     with time_machine.travel(now):
         result = open_requests_sweep()
@@ -497,6 +525,9 @@ def test_the_sweeper_requeues_lost_messages_and_expires_stale_ones(
         stuck.pk: State.UNCONFIRMED,
         lost.pk: State.PENDING,
         waiting.pk: State.PENDING,
+        in_flight.pk: State.PENDING,
+        leased.pk: State.SENDING,
+        unleased.pk: State.SENDING,
     }
 
 

@@ -204,6 +204,10 @@ def test_it_refuses_without_an_integration() -> None:
         integration=None, booking=booking(PAID, *PLAIN), mappings=[], locks={}, now=local(2026, 11, 25, 11), tz=AMS
     )
     assert decision.refusal == Refusal.NO_INTEGRATION
+    # refused, by the refusal itself (not only by the callers' guard that an allowed answer has a lock)
+    assert decision.allowed is False
+    assert decision.lock is None
+    assert decision.explain == "Would not open now: no Salto KS integration is configured."
 
 
 def test_it_rejects_naive_times() -> None:
