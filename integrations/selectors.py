@@ -229,11 +229,10 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | No
     """
     wanted = list(object_ids)
     others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
-    by_object = others.filter(object_id__in=[i for i in wanted if i is not None])
     conflicts = [
         f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
         "an object may be mapped by at most one active integration."
-        for m in by_object.select_related("object__parent", "integration").order_by("object__name")
+        for m in objects_mapped_by_other_active(integration=integration, object_ids=wanted)
     ]
     if None in wanted:
         conflicts += [
@@ -242,6 +241,17 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | No
             for m in others.filter(object__isnull=True).select_related("integration")
         ]
     return conflicts
+
+
+def objects_mapped_by_other_active(*, integration: Integration, object_ids: Iterable[int | None]) -> list[LockMapping]:
+    """The mappings of another *active* integration for any of OBJECT_IDS (the wildcard aside), by object name."""
+    wanted = [object_id for object_id in object_ids if object_id is not None]
+    if not wanted:
+        return []
+    others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
+    return list(
+        others.filter(object_id__in=wanted).select_related("object__parent", "integration").order_by("object__name")
+    )
 
 
 def details_warnings(*, integration: Integration) -> list[Outcome]:
