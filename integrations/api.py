@@ -28,7 +28,7 @@ from integrations.idempotency import (
     respond_idempotently,
 )
 from integrations.models import OpenRequest
-from integrations.selectors import OpenAssessor
+from integrations.selectors import OpenAssessor, sends_in_order
 from integrations.serializers import (
     BookingSerializer,
     BookingStatusUpdateSerializer,
@@ -144,7 +144,7 @@ class BookingOpen(APIView):
         result = open_request_create(booking=booking, trigger=OpenRequest.Trigger.API, actor=request.user)
         open_request = (
             OpenRequest.objects.select_related("integration", "actor")
-            .prefetch_related("sends")
+            .prefetch_related(sends_in_order())
             .get(pk=result.open_request.pk)
         )
         data = OpenRequestSerializer(open_request).data
@@ -160,4 +160,4 @@ class OpenRequestDetail(generics.RetrieveAPIView[OpenRequest]):
     authentication_classes = AUTHENTICATION
     permission_classes = [IsAuthenticated, requires("integrations.view_openrequest")]
     serializer_class = OpenRequestSerializer
-    queryset = OpenRequest.objects.select_related("integration", "actor").prefetch_related("sends")
+    queryset = OpenRequest.objects.select_related("integration", "actor").prefetch_related(sends_in_order())
