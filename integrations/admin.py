@@ -170,7 +170,7 @@ class LockMappingInline(admin.TabularInline[LockMapping, Integration]):
         # The rows come from the integration's related manager: this is the page's integration, with its lock
         # list prefetched once for every row (IntegrationAdmin.get_queryset).
         integration = mapping.integration
-        cached = cached_locks_by_id(integration=integration)
+        cached = _page_locks(integration)
         problem = mapping_problem(integration=integration, lock_id=mapping.lock_id, cached=cached)
         if problem:
             return format_html('<span class="mapping-flag">⚠ {}</span>', problem)
@@ -705,6 +705,14 @@ def _activation_html(obj: Integration, *, short: bool = False) -> str:
             reason if not short else reason[:80],
         )
     return mark_safe('<span class="console-badge badge-off" data-testid="activation-state">Not activated</span>')
+
+
+def _page_locks(integration: Integration) -> dict[str, Any]:
+    """The integration's lock list by id, built once for all the rows of a page (they share the integration)."""
+    memo: dict[str, Any] | None = integration.__dict__.get("_page_locks")
+    if memo is None:
+        memo = integration.__dict__["_page_locks"] = cached_locks_by_id(integration=integration)
+    return memo
 
 
 @dataclass(frozen=True)
