@@ -365,3 +365,37 @@ def test_the_operator_role_can_search(operator: User, integration: Integration) 
     client = Client()
     client.force_login(operator)
     assert client.get(locks_url(integration)).json()["results"][0]["text"] == "Front door — online"
+
+
+# --- the lock list ------------------------------------------------------------------------------------------
+
+
+def locks_listed(html: str) -> list[str]:
+    table = html[html.index('data-testid="cached-locks"') :]
+    table = table[: table.index("</table>")]
+    return re.findall(r"<tr><td>([^<]*)</td>", table)
+
+
+def test_a_long_lock_list_lists_only_the_locks_that_need_attention(
+    admin_client: Client, integration: Integration
+) -> None:
+    make_ready(integration, with_mapping=False)
+    now = timezone.now()
+    for number in range(2, 61):
+        CachedLock.objects.create(
+            integration=integration,
+            lock_id=f"lock-{number}",
+            name=f"Unit {number:03d}",
+            iq_id=OTHER_IQ_ID if number == 7 else integration.iq_id,
+            online=number != 9,
+            refreshed_at=now,
+        )
+    html = admin_client.get(change_url(integration)).content.decode()
+    assert (
+        "60 locks: 59 online, 1 offline, 1 on another IQ (cannot be mapped) (listed: the 2 offline or on another IQ)"
+        in html
+    )
+    assert locks_listed(html) == ["Unit 007", "Unit 009"]
+    CachedLock.objects.filter(lock_id__in=[f"lock-{n}" for n in range(20, 61)]).delete()
+    html = admin_client.get(change_url(integration)).content.decode()
+    assert len(locks_listed(html)) == 19
