@@ -56,10 +56,12 @@ test: $(STAMP) system-deps services lint test-postgres test-sqlite
 # Benchmarks that print their figures (bench/README.md): a dedicated database (dropped and re-created) and Redis DB.
 BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/ireserve_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
+BENCH_SCALE_PG_URL ?= postgres://postgres@127.0.0.1:5432/ireserve_bench_scale
 
 bench: $(STAMP) services
 	$(TEST_ENV) BENCH_DATABASE_URL=$(BENCH_PG_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_latency
 	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.token_concurrency
+	$(TEST_ENV) BENCH_DATABASE_URL=$(BENCH_SCALE_PG_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.scale
 	$(TEST_ENV) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m bench.open_path
 	$(TEST_ENV) $(PY) -m bench.burst
 

@@ -115,7 +115,11 @@ class Booking(models.Model):
     class Meta:
         ordering = ["-start"]
         constraints = [models.CheckConstraint(condition=Q(end__gt=F("start")), name="booking_ends_after_start")]
-        indexes = [models.Index(fields=["start", "end"])]
+        indexes = [
+            models.Index(fields=["start", "end"]),
+            # The booking list filtered by status, newest start first (the list's order).
+            models.Index(fields=["status", "start"]),
+        ]
 
     def __str__(self) -> str:
         return f"Booking #{self.pk} {self.customer_name}"

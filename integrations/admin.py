@@ -27,7 +27,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
-from integrations.forms import IntegrationForm, LockMappingForm, LockMappingFormSet, secret_status_html
+from integrations.admin_mapping import LockMappingInline, MappingTabAdmin
+from integrations.forms import IntegrationForm, secret_status_html
 from integrations.models import Integration, LockMapping
 from integrations.outcomes import Outcome, format_local
 from integrations.selectors import (
@@ -51,6 +52,8 @@ PIN_NOTE = (
     "i-Reserve, you must re-activate the integration (GET PIN / Set PIN). Otherwise the OTP commands no longer "
     "match and the door will not open."
 )
+
+LOCKS_LISTED_IN_FULL = 50  # a longer lock list shows only the locks that need attention
 
 LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning": messages.WARNING, "error": messages.ERROR}
 
@@ -107,37 +110,6 @@ ACTIONS: dict[str, tuple[str, str, Callable[[ConsoleSave, Integration], Outcome]
 }
 
 
-class LockMappingInline(admin.TabularInline[LockMapping, Integration]):
-    model = LockMapping
-    form = LockMappingForm
-    formset = LockMappingFormSet
-    fields = ["object", "lock_id", "mapping_status"]
-    readonly_fields = ["mapping_status"]
-    verbose_name = "mapping"
-    verbose_name_plural = "Mapping: object → lock"
-    classes = ["tab-mapping"]
-
-    def get_extra(self, request: HttpRequest, obj: Integration | None = None, **kwargs: Any) -> int:
-        return 1 if obj is not None and obj.mappings.exists() else 3
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[LockMapping]:
-        # prefetch, not select_related: every row then shares one integration and its one lock list.
-        return (
-            super().get_queryset(request).select_related("object__parent").prefetch_related("integration__cached_locks")
-        )
-
-    @admin.display(description="Status")
-    def mapping_status(self, mapping: LockMapping) -> str:
-        if mapping.pk is None:
-            return ""
-        integration = mapping.integration
-        cached = cached_locks_by_id(integration=integration)
-        problem = mapping_problem(integration=integration, lock_id=mapping.lock_id, cached=cached)
-        if problem:
-            return format_html('<span class="mapping-flag">⚠ {}</span>', problem)
-        return "✔"
-
-
 class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
     """History to read, never to revert.
 
@@ -157,7 +129,7 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
 
 
 @admin.register(Integration)
-class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # type: ignore[misc]
+class IntegrationAdmin(ReadOnlyHistoryAdmin, MappingTabAdmin):  # type: ignore[misc]
     form = IntegrationForm
     inlines = [LockMappingInline]
     change_form_template = "admin/integrations/integration/change_form.html"
@@ -315,26 +287,54 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
         cached = cached_locks_by_id(integration=obj)
         if not cached:
             return mark_safe('<span class="console-muted">The lock list is empty: click GET locks.</span>')
-        rows = []
+        rows, attention = [], []
+        offline = unusable = 0
         for lock in cached.values():
             problem = mapping_problem(integration=obj, lock_id=lock.lock_id, cached=cached)
-            state = "online" if lock.online and lock.iq_online else "offline"
-            rows.append((lock.name, lock.iq_name or lock.iq_id or "—", state, problem or "can be mapped"))
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+            online = lock.online and lock.iq_online
+            offline += not online
+            unusable += bool(problem)
+            row = (
+                lock.name,
+                lock.iq_name or lock.iq_id or "—",
+                "online" if online else "offline",
+                problem or "can be mapped",
+            )
+            rows.append(row)
+            if problem or not online:
+                attention.append(row)
+        # At a site's size the whole list is hundreds of rows nobody reads: then only the locks that need attention
+        # are listed (any lock can be looked up in a mapping row's Lock search). Folded either way.
+        listed = rows if len(rows) <= LOCKS_LISTED_IN_FULL else attention
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", listed)
+        note = "" if listed is rows else f" (listed: the {len(attention)} offline or on another IQ)"
         return format_html(
+            '<details class="console-locks-list"{}><summary data-testid="cached-locks-summary">{} locks: {} online, '
+            "{} offline, {} on another IQ (cannot be mapped){}</summary>"
             '<table class="console-locks" data-testid="cached-locks"><thead><tr><th>Lock</th><th>IQ</th>'
-            "<th>Online</th><th>Mapping</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>Online</th><th>Mapping</th></tr></thead><tbody>{}</tbody></table></details>",
+            mark_safe(" open") if len(rows) <= 10 else "",
+            len(rows),
+            len(rows) - offline,
+            offline,
+            unusable,
+            note,
             body,
         )
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Integration | None = None,
     ) -> HttpResponse:
-        integration = self.get_object(request, unquote(object_id))
-        recent = open_requests_recent(integration=integration) if integration is not None else []
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "recent_open_requests": recent}
-        )
+        # The Activity tab's rows, for the integration the page already loaded (with its lock list): loading it
+        # a second time cost as much as the rest of the tab at 500 locks.
+        context["recent_open_requests"] = open_requests_recent(integration=obj) if obj is not None and obj.pk else []
+        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[no-any-return]
 
     # --- saving --------------------------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
             # The button's view takes over from here, once the admin's transaction has committed.
             save.saved = obj
             return HttpResponseRedirect(request.path)
-        return super().response_change(request, obj)  # type: ignore[no-any-return]
+        return self.back_to_mapping_page(request, super().response_change(request, obj))
 
     # --- the buttons ---------------------------------------------------------------------------------
 
@@ -379,7 +379,8 @@ class IntegrationAdmin(ReadOnlyHistoryAdmin, admin.ModelAdmin[Integration]):  # 
                 "<path:object_id>/action/<slug:action>/",
                 self.admin_site.admin_view(self.action_view),
                 name="{}_{}_action".format(*info),
-            )
+            ),
+            *self.mapping_urls(),
         ]
         return custom + super().get_urls()  # type: ignore[no-any-return]
 

@@ -23,7 +23,7 @@ from django.utils.safestring import mark_safe
 from bookings.admin import BookingAdmin
 from bookings.models import Booking
 from integrations.models import OPEN_ATTEMPT_AUDIT_FIELDS, OPEN_REQUEST_AUDIT_FIELDS, OpenAttempt, OpenRequest
-from integrations.selectors import booking_open_assessment, open_requests_for_booking
+from integrations.selectors import booking_open_assessment, open_requests_for_booking, sends_in_order
 from integrations.services.opening import OpenRequestResult, open_request_create
 
 OPEN_PERMISSION = "integrations.open_door"
@@ -66,6 +66,10 @@ class OpenRequestInline(admin.TabularInline[OpenRequest, Booking]):
     show_change_link = True
     verbose_name_plural = "open requests"
     ordering = ["-created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OpenRequest]:
+        # "attempts" counts each row's sends: prefetched once, not one query per row.
+        return super().get_queryset(request).select_related("actor").prefetch_related(sends_in_order())
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -194,6 +198,8 @@ class OpenRequestAdmin(admin.ModelAdmin[OpenRequest]):
     ]
     list_filter = ["state", "confirmation", "trigger", "rule", "integration"]
     list_select_related = ["booking", "actor"]
+    # One COUNT of the whole table less per page; the total shows once a filter is applied.
+    show_full_result_count = False
     inlines = [OpenAttemptInline]
     search_fields = ["booking__customer_name", "lock_name", "reason", "salto_message"]
     date_hierarchy = "created_at"
@@ -201,7 +207,7 @@ class OpenRequestAdmin(admin.ModelAdmin[OpenRequest]):
     fields = tuple(readonly_fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OpenRequest]:
-        return super().get_queryset(request).prefetch_related("sends")
+        return super().get_queryset(request).prefetch_related(sends_in_order())
 
     @admin.display(description="booking")
     def booking_link(self, obj: OpenRequest) -> str:

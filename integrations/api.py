@@ -28,7 +28,7 @@ from integrations.idempotency import (
     respond_idempotently,
 )
 from integrations.models import OpenRequest
-from integrations.selectors import OpenAssessor
+from integrations.selectors import OpenAssessor, sends_in_order
 from integrations.serializers import (
     BookingSerializer,
     BookingStatusUpdateSerializer,
@@ -156,7 +156,9 @@ class BookingOpen(APIView):
 
     def _answer(self, open_request_id: int) -> Response:
         open_request = (
-            OpenRequest.objects.select_related("integration", "actor").prefetch_related("sends").get(pk=open_request_id)
+            OpenRequest.objects.select_related("integration", "actor")
+            .prefetch_related(sends_in_order())
+            .get(pk=open_request_id)
         )
         data = OpenRequestSerializer(open_request).data
         if open_request.state == OpenRequest.State.REFUSED:
@@ -171,4 +173,4 @@ class OpenRequestDetail(generics.RetrieveAPIView[OpenRequest]):
     authentication_classes = AUTHENTICATION
     permission_classes = [IsAuthenticated, requires("integrations.view_openrequest")]
     serializer_class = OpenRequestSerializer
-    queryset = OpenRequest.objects.select_related("integration", "actor").prefetch_related("sends")
+    queryset = OpenRequest.objects.select_related("integration", "actor").prefetch_related(sends_in_order())

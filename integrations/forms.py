@@ -6,20 +6,29 @@ keeps the stored value. Choices come from our own tables only, so rendering neve
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.contrib.admin.widgets import get_select2_language
 from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.forms.utils import flatatt
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from bookings.models import BookableObject, BookingField, BookingStatus
-from bookings.selectors import objects_as_tree
 from integrations.models import IDENTITY_FIELDS, CachedLock, Integration, LockMapping
-from integrations.selectors import activation_missing_steps, mapping_conflicts, mapping_problem
+from integrations.selectors import activation_missing_steps, cached_locks_by_id, mapping_conflicts, mapping_problem
 from locks.otp import is_valid_pin
 
 MAPPING_PREFIX = "mappings"
 WILDCARD_LABEL = "* Wildcard (default for objects without their own mapping)"
+WILDCARD_VALUE = "*"  # how the object search offers the wildcard (an empty value is the wildcard too)
+LOCK_PLACEHOLDER = "— choose a lock (GET locks fills this list) —"
+ASCII_ID = re.compile(r"[0-9]{1,18}")
 PIN_ERROR = "Enter exactly 4 digits."
 MINUTES_ERROR = "Time before (minutes) must be a whole number from 0 to 1440 (24 hours)."
 
@@ -151,7 +160,11 @@ class IntegrationForm(forms.ModelForm[Integration]):
                 "Environment, Site UID or Username changed: save first, then resolve, test and activate the IQ again.",
             )
             return
-        steps = activation_missing_steps(integration=self.instance, mappings=posted_mappings(self.data))
+        stored = {
+            pk: (object_id, lock_id)
+            for pk, object_id, lock_id in self.instance.mappings.values_list("pk", "object_id", "lock_id")
+        }
+        steps = activation_missing_steps(integration=self.instance, mappings=posted_mappings(self.data, stored=stored))
         if steps:
             self.add_error(
                 "activate",
@@ -181,96 +194,239 @@ class IntegrationForm(forms.ModelForm[Integration]):
         return integration
 
 
-def posted_mappings(data: Any) -> list[tuple[int | None, str]]:
-    """The (object id, lock id) rows the Mapping formset in DATA would leave, read from the raw POST.
+def parse_id(value: Any) -> int | None:
+    """An id posted or typed as ASCII digits, else None.
 
-    The activation check runs in the main form, before the inline formset is validated, yet must judge
-    the mappings being saved with it; invalid rows are rejected by the formset itself anyway.
+    Not str.isdigit(): it accepts "²" and other digits that int() then refuses (a 500 instead of an error).
     """
-    try:
-        total = int(data.get(f"{MAPPING_PREFIX}-TOTAL_FORMS", 0))
-    except (TypeError, ValueError):
-        return []
-    rows: list[tuple[int | None, str]] = []
+    text = str(value if value is not None else "").strip()
+    return int(text) if ASCII_ID.fullmatch(text) else None
+
+
+def posted_mappings(data: Any, *, stored: Mapping[int, tuple[int | None, str]]) -> list[tuple[int | None, str]]:
+    """The (object id, lock id) rows the integration would have once the Mapping rows posted in DATA are saved.
+
+    The activation check runs in the main form, before the inline formset is validated, yet must judge the
+    mappings being saved with it; invalid rows are rejected by the formset itself anyway. The Mapping tab posts
+    one page of rows: STORED (pk → (object id, lock id)) are all the stored rows, and each posted row replaces
+    its own (or removes it, when ticked for deletion); rows on other pages stay as they are.
+    """
+    rows = dict(stored)
+    added: list[tuple[int | None, str]] = []
+    total = parse_id(data.get(f"{MAPPING_PREFIX}-TOTAL_FORMS")) or 0
     for index in range(min(total, 1000)):
         prefix = f"{MAPPING_PREFIX}-{index}-"
+        pk = parse_id(data.get(prefix + "id"))
         lock_id = str(data.get(prefix + "lock_id") or "").strip()
-        if not lock_id or data.get(prefix + "DELETE"):
-            continue
-        raw_object = str(data.get(prefix + "object") or "").strip()
-        rows.append((int(raw_object) if raw_object.isdigit() else None, lock_id))
-    return rows
+        deleted = bool(data.get(prefix + "DELETE"))
+        row = (parse_id(data.get(prefix + "object")), lock_id)  # "" or "*" (the wildcard): None
+        if pk is not None and pk in rows:
+            if deleted or not lock_id:
+                del rows[pk]
+            else:
+                rows[pk] = row
+        elif pk is None and lock_id and not deleted:
+            added.append(row)
+    return [*rows.values(), *added]
 
 
 # --- Mapping -------------------------------------------------------------------------------------------
 
 
-def object_choice_label(obj: BookableObject) -> str:
-    # <option> text cannot be styled per option; non-breaking spaces keep the indent visible.
-    return f"\u00a0\u00a0\u00a0\u00a0↳ {obj.name}" if obj.parent_id else obj.name
+class SearchSelect(forms.Select):
+    """A select that renders only its chosen option; the admin's select2 searches the rest as you type.
+
+    With hundreds of objects and locks, every option in every row made the page megabytes (issue 10). The
+    options come from the console's search views (`search_url`) instead, through Django's own autocomplete.js,
+    and the form sets the one chosen option from rows it loaded for the whole page at once.
+    """
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.search_url = ""
+
+    def build_attrs(self, base_attrs: dict[str, Any], extra_attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+        attrs: dict[str, Any] = super().build_attrs(base_attrs, extra_attrs)
+        if not self.search_url:
+            return attrs
+        attrs.update(
+            {
+                "class": f"{attrs.get('class', '')} admin-autocomplete".strip(),
+                "data-ajax--url": self.search_url,
+                "data-ajax--cache": "true",
+                "data-ajax--delay": 250,
+                "data-ajax--type": "GET",
+                "data-theme": "admin-autocomplete",
+                "data-allow-clear": "false",
+                # select2 measures its width when it starts, and the Mapping tab may be hidden then.
+                "data-width": "24em",
+                "lang": get_select2_language() or "en",
+            }
+        )
+        return attrs
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        # Its one option is the chosen value (the form sets it), so the stock template's loops over option groups
+        # buy nothing; rendered directly, a page of rows costs a third of the time (bench/scale.py).
+        choices = list(self.choices)
+        chosen, label = choices[0] if choices else ("", "")
+        return format_html(
+            '<select name="{}"{}><option value="{}" selected>{}</option></select>',
+            name,
+            flatatt(self.build_attrs(self.attrs, attrs)),
+            chosen,
+            label,
+        )
+
+    @property
+    def media(self) -> forms.Media:
+        extra = "" if settings.DEBUG else ".min"
+        language = get_select2_language()
+        i18n = (f"admin/js/vendor/select2/i18n/{language}.js",) if language else ()
+        return forms.Media(
+            js=(
+                f"admin/js/vendor/jquery/jquery{extra}.js",
+                f"admin/js/vendor/select2/select2.full{extra}.js",
+                *i18n,
+                "admin/js/jquery.init.js",
+                "admin/js/autocomplete.js",
+            ),
+            css={"screen": (f"admin/css/vendor/select2/select2{extra}.css", "admin/css/autocomplete.css")},
+        )
 
 
-class LockSelect(forms.Select):
-    """A select whose options for unusable locks (on another IQ) are disabled."""
+def _input_html(widget: forms.widgets.Input, name: str, value: Any, attrs: dict[str, Any] | None) -> SafeString:
+    formatted = widget.format_value(value)
+    return format_html(
+        '<input type="{}" name="{}"{}{}>',
+        widget.input_type,
+        name,
+        format_html(' value="{}"', formatted) if formatted is not None else "",
+        flatatt(widget.build_attrs(widget.attrs, attrs)),
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.disabled_values: set[str] = set()
 
-    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        option: dict[str, Any] = super().create_option(name, value, *args, **kwargs)
-        if str(value) in self.disabled_values and not option.get("selected"):
-            option["attrs"]["disabled"] = True
-        return option
+class DirectHiddenInput(forms.HiddenInput):
+    """A hidden input rendered without the template engine: each mapping row has two (its id and integration)."""
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        return _input_html(self, name, value, attrs)
+
+
+class DirectCheckboxInput(forms.CheckboxInput):
+    """A checkbox rendered without the template engine: each mapping row's "Delete?"."""
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        if self.check_test(value):
+            attrs = {**(attrs or {}), "checked": True}
+        return _input_html(self, name, value, attrs)
+
+
+class MappingObjectField(forms.Field):
+    """A mapping row's object, by id; empty (or WILDCARD_VALUE, as the search offers it) is the wildcard."""
+
+    widget = SearchSelect
+    default_error_messages = {"invalid_choice": "Choose an object from the list."}
+
+    def to_python(self, value: Any) -> int | None:
+        text = str(value if value is not None else "").strip()
+        if text in ("", WILDCARD_VALUE):
+            return None
+        object_id = parse_id(text)
+        if object_id is None:
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return object_id
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != self.to_python(initial)
+        except ValidationError:
+            return True
+
+
+def lock_choice_label(
+    *, integration: Integration | None, lock_id: str, cached: dict[str, CachedLock], fallback_name: str = ""
+) -> str:
+    """How a lock reads in a mapping row and in the lock search: its name and whether it can open now."""
+    lock = cached.get(lock_id)
+    if lock is None:
+        # Kept but flagged until GET locks (ADR 0005, decision 9); never silently dropped.
+        return f"{fallback_name or lock_id} — not in the lock list, click GET locks"
+    if integration is not None and mapping_problem(integration=integration, lock_id=lock_id, cached=cached):
+        return f"{lock.name} — on another IQ, cannot be mapped"
+    return f"{lock.name} — {'online' if lock.online and lock.iq_online else 'offline'}"
 
 
 class LockMappingForm(forms.ModelForm[LockMapping]):
-    object = forms.TypedChoiceField(label="Object", required=False, coerce=int, empty_value=None)
-    lock_id = forms.ChoiceField(label="Lock", widget=LockSelect)
+    object = MappingObjectField(label="Object", required=False)
+    lock_id = forms.CharField(label="Lock", max_length=64, widget=SearchSelect)
 
     class Meta:
         model = LockMapping
         fields = ["object", "lock_id"]
 
-    def __init__(self, *args: Any, integration: Integration | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        integration: Integration | None = None,
+        cached: dict[str, CachedLock] | None = None,
+        objects_by_id: dict[int, BookableObject] | None = None,
+        search_urls: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.integration = integration
-        tree = objects_as_tree()
-        self.objects_by_id = {obj.pk: obj for obj in tree}
-        if self.instance.pk and self.instance.object_id and self.instance.object_id not in self.objects_by_id:
-            # An inactive object that is still mapped stays visible rather than silently unmapped.
-            extra = self.instance.object
-            assert extra is not None
-            self.objects_by_id[extra.pk] = extra
-            tree = [*tree, extra]
-        object_field: forms.TypedChoiceField = self.fields["object"]  # type: ignore[assignment]
-        object_field.choices = [("", WILDCARD_LABEL), *((o.pk, object_choice_label(o)) for o in tree)]
+        # Given by the formset, loaded once for all its rows; a form on its own loads what it needs.
+        if cached is None:
+            cached = cached_locks_by_id(integration=integration) if integration is not None else {}
+        self.cached = cached
+        self.objects_by_id = objects_by_id if objects_by_id is not None else {}
+        self._objects_given = objects_by_id is not None
+        urls = search_urls or {}
+        for name in ("object", "lock_id"):
+            widget: SearchSelect = self.fields[name].widget  # type: ignore[assignment]
+            widget.search_url = urls.get(name, "")
+        self.fields["object"].widget.choices = [self._object_choice()]  # type: ignore[attr-defined]
+        self.fields["lock_id"].widget.choices = [self._lock_choice()]  # type: ignore[attr-defined]
 
-        self.cached = {lock.lock_id: lock for lock in CachedLock.objects.filter(integration=integration)}
-        choices: list[tuple[str, str]] = [("", "— choose a lock (GET locks fills this list) —")]
-        widget: LockSelect = self.fields["lock_id"].widget  # type: ignore[assignment]
-        for lock in self.cached.values():
-            problem = mapping_problem(integration=integration, lock_id=lock.lock_id, cached=self.cached)  # type: ignore[arg-type]
-            label = lock.name
-            if problem:
-                label += " — on another IQ, cannot be mapped"
-                widget.disabled_values.add(lock.lock_id)
-            elif not lock.online or not lock.iq_online:
-                label += " (offline)"
-            choices.append((lock.lock_id, label))
-        current = self.instance.lock_id if self.instance.pk else ""
-        if current and current not in self.cached:
-            # Kept but flagged until GET locks (ADR 0005, decision 9); never silently dropped.
-            choices.append((current, f"{self.instance.lock_name or current} — not in the lock list, click GET locks"))
-        lock_field: forms.ChoiceField = self.fields["lock_id"]  # type: ignore[assignment]
-        lock_field.choices = choices
+    def _object(self, object_id: int) -> BookableObject | None:
+        if object_id not in self.objects_by_id and not self._objects_given:
+            found = BookableObject.objects.select_related("parent").filter(pk=object_id).first()
+            if found is not None:
+                self.objects_by_id[object_id] = found
+        if object_id not in self.objects_by_id and object_id == self.instance.object_id:
+            self.objects_by_id[object_id] = self.instance.object  # type: ignore[assignment]
+        return self.objects_by_id.get(object_id)
+
+    def _object_choice(self) -> tuple[str, str]:
+        raw = self["object"].value()
+        try:
+            object_id = self.fields["object"].to_python(raw)
+        except ValidationError:
+            return str(raw), "— not an object: choose one —"
+        if object_id is None:
+            return "", WILDCARD_LABEL
+        obj = self._object(object_id)
+        return str(object_id), obj.label if obj is not None else f"#{object_id} — not an object: choose one"
+
+    def _lock_choice(self) -> tuple[str, str]:
+        lock_id = str(self["lock_id"].value() or "").strip()
+        if not lock_id:
+            return "", LOCK_PLACEHOLDER
+        fallback = self.instance.lock_name if self.instance.pk and self.instance.lock_id == lock_id else ""
+        label = lock_choice_label(
+            integration=self.integration, lock_id=lock_id, cached=self.cached, fallback_name=fallback
+        )
+        return lock_id, label
 
     def clean_object(self) -> BookableObject | None:
         object_id = self.cleaned_data.get("object")
         if object_id is None:
             return None
-        obj = self.objects_by_id.get(object_id)
-        if obj is None:
+        obj = self._object(object_id)
+        # An inactive object that is still mapped stays visible rather than silently unmapped, but none is
+        # newly mapped.
+        if obj is None or (not obj.is_active and object_id != self.instance.object_id):
             raise ValidationError("Choose an object from the list.", code="invalid_choice")
         return obj
 
@@ -297,11 +453,62 @@ class LockMappingForm(forms.ModelForm[LockMapping]):
 
 
 class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
-    """Rows of object → lock: each object at most once, at most one wildcard row."""
+    """Rows of object → lock: each object at most once, at most one wildcard row.
+
+    The Mapping tab shows one page of an integration's rows (its queryset holds only those), so the rules are
+    checked against the rows on the other pages too; rows not in the formset are never touched by its save.
+    `tab` is what the page's template shows around the rows (search, counts, pages); `search_urls` are the
+    widgets' search views.
+    """
+
+    def __init__(
+        self, *args: Any, tab: Any = None, search_urls: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.tab = tab
+        self.search_urls = dict(search_urls or {})
+        self.integration = self.instance if self.instance.pk else None
+        self.cached = cached_locks_by_id(integration=self.integration) if self.integration is not None else {}
+        self._objects_by_id: dict[int, BookableObject] | None = None
+
+    def objects_by_id(self) -> dict[int, BookableObject]:
+        """The objects the rows name, as stored and as posted: loaded once (none when the rows carry theirs)."""
+        if self._objects_by_id is None:
+            found: dict[int, BookableObject] = {}
+            wanted: set[int] = set()
+            object_field = LockMapping._meta.get_field("object")
+            for row in self.get_queryset():
+                if row.object_id is None:
+                    continue
+                if object_field.is_cached(row):
+                    found[row.object_id] = row.object  # type: ignore[assignment]
+                else:
+                    wanted.add(row.object_id)
+            if self.is_bound:
+                for index in range(min(self.total_form_count(), self.absolute_max)):
+                    object_id = parse_id(self.data.get(f"{self.add_prefix(index)}-object"))
+                    if object_id is not None and object_id not in found:
+                        wanted.add(object_id)
+            if wanted:
+                found.update(BookableObject.objects.select_related("parent").in_bulk(wanted))
+            self._objects_by_id = found
+        return self._objects_by_id
+
+    deletion_widget = DirectCheckboxInput
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        # The row's id and integration: the stock hidden inputs, as inputs written directly (bench/scale.py).
+        for name in (self.model._meta.pk.name, self.fk.name):
+            if name in form.fields:
+                form.fields[name].widget = DirectHiddenInput(attrs=form.fields[name].widget.attrs)
 
     def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = super().get_form_kwargs(index)
-        kwargs["integration"] = self.instance if self.instance.pk else None
+        kwargs["integration"] = self.integration
+        kwargs["cached"] = self.cached
+        kwargs["objects_by_id"] = self.objects_by_id()
+        kwargs["search_urls"] = self.search_urls
         return kwargs
 
     def clean(self) -> None:
@@ -321,10 +528,33 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
                     errors.append(f"{label} is mapped more than once; each object may have only one lock.")
                 continue
             seen[key] = label
+        if self.instance.pk and seen:
+            errors.extend(self._clashes_with_other_pages(seen))
         if self.instance.pk and self.instance.is_active:
             errors.extend(mapping_conflicts(integration=self.instance, object_ids=list(seen)))
         if errors:
             raise ValidationError(errors)
+
+    def _clashes_with_other_pages(self, seen: Mapping[int | None, str]) -> list[str]:
+        """The stored rows outside this formset that the posted rows would duplicate (one query)."""
+        here = [form.instance.pk for form in self.initial_forms if form.instance.pk is not None]
+        clash = Q(object_id__in=[key for key in seen if key is not None])
+        if None in seen:
+            clash |= Q(object__isnull=True)
+        errors = []
+        for other in self.instance.mappings.exclude(pk__in=here).filter(clash).select_related("object__parent"):
+            lock = other.lock_name or other.lock_id
+            if other.object_id is None:
+                errors.append(
+                    f"Only one wildcard (default) row is allowed, and this integration already has one (to {lock}; "
+                    "search for * to find it)."
+                )
+            else:
+                errors.append(
+                    f"{other.object.label} is already mapped to {lock} in another row of this list (search for it); "  # type: ignore[union-attr]
+                    "each object may have only one lock."
+                )
+        return errors
 
 
 def secret_status_html(*, stored: bool, what: str) -> str:

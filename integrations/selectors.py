@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.cache import cache
-from django.db.models import OuterRef, Q, QuerySet, Subquery, prefetch_related_objects
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from bookings.models import Booking
-from integrations.models import CachedLock, Integration, LockMapping, OpenRequest
+from bookings.models import BookableObject, Booking
+from bookings.selectors import label_search, label_search_terms, objects_as_tree, objects_search, tree_ordering
+from integrations.models import CachedLock, Integration, LockMapping, OpenAttempt, OpenRequest
 from integrations.outcomes import Outcome
 from integrations.policy import (
     BookingFacts,
@@ -201,9 +204,20 @@ def booking_open_assessment(*, booking: Booking, now: datetime | None = None) ->
     return OpenAssessor.for_booking(booking, now=now).assess(booking)
 
 
+def sends_in_order() -> Prefetch:
+    """Prefetch an open request's sends by number, from their own table only.
+
+    OpenAttempt's default order starts with its open request, which means the open request's own order: the
+    prefetch then joins every open request there is (a full scan per list, whatever the page shows).
+    """
+    return Prefetch("sends", queryset=OpenAttempt.objects.order_by("open_request_id", "number"))
+
+
 def open_requests_for_booking(*, booking: Booking, limit: int = 20) -> QuerySet[OpenRequest]:
     return (
-        OpenRequest.objects.filter(booking=booking).select_related("actor", "integration").prefetch_related("sends")
+        OpenRequest.objects.filter(booking=booking)
+        .select_related("actor", "integration")
+        .prefetch_related(sends_in_order())
     )[:limit]
 
 
@@ -211,7 +225,7 @@ def open_requests_recent(*, integration: Integration, limit: int = 25) -> QueryS
     return (
         OpenRequest.objects.filter(integration=integration)
         .select_related("booking", "actor")
-        .prefetch_related("sends")[:limit]
+        .prefetch_related(sends_in_order())[:limit]
     )
 
 
@@ -282,11 +296,10 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | No
     """
     wanted = list(object_ids)
     others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
-    by_object = others.filter(object_id__in=[i for i in wanted if i is not None])
     conflicts = [
         f"{m.object.label} is already mapped by the active integration “{m.integration.name}”; "  # type: ignore[union-attr]
         "an object may be mapped by at most one active integration."
-        for m in by_object.select_related("object__parent", "integration").order_by("object__name")
+        for m in objects_mapped_by_other_active(integration=integration, object_ids=wanted)
     ]
     if None in wanted:
         conflicts += [
@@ -295,6 +308,17 @@ def mapping_conflicts(*, integration: Integration, object_ids: Iterable[int | No
             for m in others.filter(object__isnull=True).select_related("integration")
         ]
     return conflicts
+
+
+def objects_mapped_by_other_active(*, integration: Integration, object_ids: Iterable[int | None]) -> list[LockMapping]:
+    """The mappings of another *active* integration for any of OBJECT_IDS (the wildcard aside), by object name."""
+    wanted = [object_id for object_id in object_ids if object_id is not None]
+    if not wanted:
+        return []
+    others = LockMapping.objects.filter(integration__is_active=True).exclude(integration_id=integration.pk)
+    return list(
+        others.filter(object_id__in=wanted).select_related("object__parent", "integration").order_by("object__name")
+    )
 
 
 def details_warnings(*, integration: Integration) -> list[Outcome]:
@@ -320,3 +344,182 @@ def salto_clock_of(*, integration: Integration) -> ClockReading | None:
         # The console must render with the cache down; the clock line is then simply not shown.
         logger.warning("Salto clock offset not readable from the cache", exc_info=True)
         return None
+
+
+# --- The Mapping tab at scale: its pages, the searches behind its widgets, the bulk "same name" plan ---------
+
+MAPPING_PAGE_SIZE = 50
+WILDCARD_SEARCH = ("*", "wildcard", "default")
+
+
+@dataclass(frozen=True)
+class MappingPage:
+    """Which of an integration's mapping rows the Mapping tab shows (and so saves): one page of a search."""
+
+    query: str
+    number: int
+    num_pages: int
+    count: int  # rows matching the query
+    total: int  # all the integration's rows
+    ids: list[int]
+    first_index: int  # position of the page's first row, 1-based (0: no rows)
+    last_index: int
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+
+def mapping_rows(*, integration: Integration, query: str = "") -> QuerySet[LockMapping]:
+    """The integration's mappings whose object or lock matches QUERY: the wildcard first, then in tree order.
+
+    The rows come from the integration's related manager, so each row's `integration` is INTEGRATION itself
+    (with whatever the caller prefetched on it, such as its lock list) rather than one more query per row.
+    """
+    rows = integration.mappings.all()
+    text = query.strip()
+    if text:
+        locks_named = CachedLock.objects.filter(integration=integration, name__icontains=text).values("lock_id")
+        matches = Q(lock_name__icontains=text) | Q(lock_id__iexact=text) | Q(lock_id__in=locks_named)
+        terms = label_search_terms(text)
+        if terms:
+            matches |= label_search(terms, "object__")
+        if wildcard_matches(text):
+            matches |= Q(object__isnull=True)
+        rows = rows.filter(matches)
+    return rows.order_by(*tree_ordering("object__"))
+
+
+def mapping_page(
+    *, integration: Integration, query: str = "", page: str | int = 1, per_page: int = MAPPING_PAGE_SIZE
+) -> MappingPage:
+    """Page PAGE of the rows matching QUERY (a page number that is not one shows the first page, past the end
+    the last): two queries, three with a query (the integration's total then differs from the count)."""
+    if integration.pk is None:
+        return MappingPage(query, 1, 1, 0, 0, [], 0, 0)
+    rows = mapping_rows(integration=integration, query=query)
+    paginator = Paginator(rows.values_list("pk", flat=True), per_page)
+    current = paginator.get_page(page)
+    ids = list(current.object_list)
+    total = integration.mappings.count() if query.strip() else paginator.count
+    return MappingPage(
+        query=query,
+        number=current.number,
+        num_pages=paginator.num_pages,
+        count=paginator.count,
+        total=total,
+        ids=ids,
+        first_index=current.start_index(),
+        last_index=current.end_index(),
+    )
+
+
+def cached_locks_search(*, integration: Integration, text: str = "") -> QuerySet[CachedLock]:
+    """The integration's cached locks whose name contains every word of TEXT (or whose id is TEXT), by name."""
+    locks = CachedLock.objects.filter(integration=integration)
+    for word in text.split():
+        locks = locks.filter(Q(name__icontains=word) | Q(lock_id__iexact=word))
+    return locks.order_by(Lower("name"), "lock_id")
+
+
+def wildcard_matches(text: str) -> bool:
+    """Whether a search for TEXT should offer the wildcard (default) row too."""
+    words = text.strip().lower()
+    return not words or any(word.startswith(words) for word in WILDCARD_SEARCH)
+
+
+# Why the bulk "same name" action leaves an object alone, in the order the preview lists them.
+SKIP_ALREADY_MAPPED = "already mapped"
+SKIP_OTHER_INTEGRATION = "mapped by another active integration"
+SKIP_NO_LOCK = "no lock of that name"
+SKIP_AMBIGUOUS = "ambiguous"
+SKIP_UNUSABLE = "the lock of that name cannot be mapped"
+SKIP_REASONS = (SKIP_ALREADY_MAPPED, SKIP_OTHER_INTEGRATION, SKIP_AMBIGUOUS, SKIP_UNUSABLE, SKIP_NO_LOCK)
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    object: BookableObject
+    lock: CachedLock
+
+
+@dataclass(frozen=True)
+class NameSkip:
+    object: BookableObject
+    detail: str
+
+
+@dataclass(frozen=True)
+class SameNamePlan:
+    """What "map objects to locks with the same name" would do now: proposals, and what it skips and why."""
+
+    proposals: list[NameMatch]
+    skipped: dict[str, list[NameSkip]]  # a reason of SKIP_REASONS → its objects (every reason present)
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(rows) for rows in self.skipped.values())
+
+
+def comparable_name(name: str) -> str:
+    """Names compare without case and with runs of spaces as one ("Unit  12" is "unit 12")."""
+    return " ".join(name.casefold().split())
+
+
+def same_name_plan(*, integration: Integration, query: str = "") -> SameNamePlan:
+    """For each active object without a mapping here whose label matches QUERY, the cached lock of its name.
+
+    A sub-object matches a lock named like its whole label ("Building A › Studio 2") first, else like its own
+    name, unless another object has that name too (then it is ambiguous, as is a name that several locks share).
+    The rules of a mapping row hold: a lock that `mapping_problem` rejects is skipped, and so is an object that
+    another active integration maps (`objects_mapped_by_other_active`). A constant number of queries.
+    """
+    everything = objects_as_tree()
+    candidates = everything
+    if query.strip():
+        wanted = set(objects_search(text=query).values_list("pk", flat=True))
+        candidates = [obj for obj in everything if obj.pk in wanted]
+    cached = cached_locks_by_id(integration=integration)
+    locks_by_name: dict[str, list[CachedLock]] = {}
+    for lock in cached.values():
+        locks_by_name.setdefault(comparable_name(lock.name), []).append(lock)
+    name_counts: dict[str, int] = {}
+    for obj in everything:
+        key = comparable_name(obj.name)
+        name_counts[key] = name_counts.get(key, 0) + 1
+    mapped_here = dict(integration.mappings.filter(object__isnull=False).values_list("object_id", "lock_name"))
+    elsewhere = {
+        m.object_id: m.integration.name
+        for m in objects_mapped_by_other_active(integration=integration, object_ids=[o.pk for o in candidates])
+    }
+
+    proposals: list[NameMatch] = []
+    skipped: dict[str, list[NameSkip]] = {reason: [] for reason in SKIP_REASONS}
+    for obj in candidates:
+        if obj.pk in mapped_here:
+            skipped[SKIP_ALREADY_MAPPED].append(NameSkip(obj, f"mapped to “{mapped_here[obj.pk] or '?'}”"))
+            continue
+        if obj.pk in elsewhere:
+            skipped[SKIP_OTHER_INTEGRATION].append(NameSkip(obj, f"by “{elsewhere[obj.pk]}”"))
+            continue
+        by_label = locks_by_name.get(comparable_name(obj.label), []) if obj.parent_id else []
+        by_name = locks_by_name.get(comparable_name(obj.name), [])
+        matches = by_label or by_name
+        if not matches:
+            wanted_names = f"“{obj.name}” or “{obj.label}”" if obj.parent_id else f"“{obj.name}”"
+            skipped[SKIP_NO_LOCK].append(NameSkip(obj, f"no lock is named {wanted_names}"))
+        elif len(matches) > 1:
+            skipped[SKIP_AMBIGUOUS].append(NameSkip(obj, f"{len(matches)} locks are named “{matches[0].name}”"))
+        elif not by_label and name_counts[comparable_name(obj.name)] > 1:
+            skipped[SKIP_AMBIGUOUS].append(
+                NameSkip(obj, f"{name_counts[comparable_name(obj.name)]} objects are named “{obj.name}”")
+            )
+        elif problem := mapping_problem(integration=integration, lock_id=matches[0].lock_id, cached=cached):
+            skipped[SKIP_UNUSABLE].append(NameSkip(obj, f"“{matches[0].name}” is {problem}"))
+        else:
+            proposals.append(NameMatch(obj, matches[0]))
+    return SameNamePlan(proposals, skipped)

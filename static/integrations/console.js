@@ -69,6 +69,8 @@
 
     var errored = Object.keys(buttons).filter(function (key) { return buttons[key].classList.contains("has-error"); });
     var fromHash = (window.location.hash || "").replace("#tab-", "");
+    // A search or another page of mapping rows (a GET of the page with its parameters) is the Mapping tab.
+    if (!panels[fromHash] && /[?&]mapping_(q|page)=/.test(window.location.search)) { fromHash = "mapping"; }
     var stored = null;
     try { stored = window.sessionStorage.getItem(storageKey); } catch (e) { stored = null; }
     var initial = errored[0] || (panels[fromHash] && fromHash) || (panels[stored] && stored) || Object.keys(panels)[0];

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bookings.models import BookableObject, BookingField, BookingStatus
 
@@ -107,3 +108,12 @@ def operator_page(page: Page, live_server: Any, transactional_db: None) -> Page:
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
     return page
+
+
+def choose(page: Page, select_name: str, typed: str, option: str) -> None:
+    """Pick OPTION in the search-as-you-type widget (select2) of SELECT_NAME after typing TYPED into its search."""
+    page.locator(f"select[name='{select_name}'] + .select2").click()
+    page.locator(".select2-container--open .select2-search__field").fill(typed)
+    results = page.locator(".select2-container--open .select2-results__option")
+    results.filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
+    expect(page.locator(f"select[name='{select_name}'] + .select2 .select2-selection__rendered")).to_have_text(option)

@@ -16,9 +16,9 @@ from locks.sandbox.demo import (
     DEMO_SITE_UID,
     DEMO_USERNAME,
     LOCK_FRONT_DOOR_ID,
-    LOCK_MEETING_ROOM_A_ID,
     LOCK_STUDIO_2_ID,
 )
+from tests.browser.conftest import choose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -99,13 +99,14 @@ def test_a_new_operator_walks_the_manual(
     expect(messages(page)).to_contain_text("GET locks: 8 locks in the site.")
     expect(messages(page)).to_contain_text("Offline: Storage.")
     expect(messages(page)).to_contain_text("On another IQ (cannot be mapped): Garage.")
-    page.select_option("select[name=mappings-0-object]", str(venue["building"].pk))
-    page.select_option("select[name=mappings-0-lock_id]", LOCK_FRONT_DOOR_ID)
-    sub_option = page.locator(f"select[name=mappings-1-object] option[value='{venue['studio'].pk}']")
-    expect(sub_option).to_have_text("\u00a0\u00a0\u00a0\u00a0↳ Studio 2")
-    page.select_option("select[name=mappings-1-object]", str(venue["studio"].pk))
-    page.select_option("select[name=mappings-1-lock_id]", LOCK_STUDIO_2_ID)
-    page.select_option("select[name=mappings-2-lock_id]", LOCK_MEETING_ROOM_A_ID)  # object left on the wildcard
+    # search as you type: objects as "Parent › Child", locks with their online state
+    choose(page, "mappings-0-object", "build", "Building A")
+    choose(page, "mappings-0-lock_id", "front", "Front door — online")
+    choose(page, "mappings-1-object", "studio", "Building A › Studio 2")
+    choose(page, "mappings-1-lock_id", "studio 2", "Studio 2 — online")
+    choose(page, "mappings-2-lock_id", "meeting room a", "Meeting room A — online")  # object left on the wildcard
+    expect(page.locator("select[name=mappings-0-lock_id]")).to_have_value(LOCK_FRONT_DOOR_ID)
+    expect(page.locator("select[name=mappings-1-object]")).to_have_value(str(venue["studio"].pk))
     screenshot("3-mapping")
 
     # Details: switching tabs keeps what was typed on the Mapping tab (no reload)

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from locks.sandbox.demo import LOCK_STUDIO_2_ID
+from tests.browser.conftest import choose
 from tests.demo_process import RunningDemo, running_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -69,14 +70,12 @@ def test_the_operator_configures_the_demo_and_a_status_change_opens_the_door(
     tab(operator, "mapping")
     press(operator, "GET locks")
     expect(operator.locator(messages)).to_contain_text("GET locks: 8 locks in the site.")
-    operator.select_option("select[name=mappings-0-object]", label="Building A")
-    operator.select_option("select[name=mappings-0-lock_id]", label="Front door")
-    operator.select_option("select[name=mappings-1-object]", label="\u00a0\u00a0\u00a0\u00a0↳ Studio 2")
-    operator.select_option("select[name=mappings-1-lock_id]", label="Studio 2")
-    operator.select_option(
-        "select[name=mappings-2-object]", label="* Wildcard (default for objects without their own mapping)"
-    )
-    operator.select_option("select[name=mappings-2-lock_id]", label="Meeting room A")
+    choose(operator, "mappings-0-object", "Building A", "Building A")
+    choose(operator, "mappings-0-lock_id", "Front", "Front door — online")
+    choose(operator, "mappings-1-object", "Studio 2", "Building A › Studio 2")
+    choose(operator, "mappings-1-lock_id", "Studio 2", "Studio 2 — online")
+    choose(operator, "mappings-2-object", "*", "* Wildcard (default for objects without their own mapping)")
+    choose(operator, "mappings-2-lock_id", "Meeting", "Meeting room A — online")
 
     tab(operator, "details")
     operator.get_by_label("20 Definitive", exact=True).check()

@@ -10,7 +10,6 @@ def test_celery_speaks_json_only() -> None:
     assert app.conf.accept_content == ["json"]
 
 
-
 def test_the_worker_is_the_one_the_burst_benchmark_chose() -> None:
     # ADR 0007: threads (opening a door is waiting for Salto), 32 of them, 4 messages reserved per thread
     assert (app.conf.worker_pool, app.conf.worker_concurrency, app.conf.worker_prefetch_multiplier) == (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape as html_unescape
 from typing import Any
 
 import pytest
@@ -150,15 +151,29 @@ def test_needs_reactivation_is_shown_with_its_reason(admin_client: Client, integ
     assert "badge-alert" in html
 
 
-def test_the_object_dropdown_lists_sub_objects_under_their_parent(
+def test_the_object_search_lists_sub_objects_under_their_parent(
     admin_client: Client, integration: Integration, objects: dict
 ) -> None:
+    url = reverse("admin:integrations_integration_mapping_objects", args=[integration.pk])
+    results = admin_client.get(url).json()["results"]
+    assert results[0] == {"id": "*", "text": "* Wildcard (default for objects without their own mapping)"}
+    assert [r["text"] for r in results[1:]] == ["Building A", "Building A › Studio 2", "Hall"]
+    assert [r["id"] for r in results[1:]] == [str(objects[k].pk) for k in ("building", "studio", "hall")]
+
+
+def test_a_mapping_row_renders_only_its_chosen_object_and_lock(
+    admin_client: Client, integration: Integration, objects: dict
+) -> None:
+    make_ready(integration, with_mapping=False)
+    LockMapping.objects.create(integration=integration, object=objects["studio"], lock_id="lock-1")
     html = admin_client.get(change_url(integration)).content.decode()
     select = html[html.index('name="mappings-0-object"') :]
     select = select[: select.index("</select>")]
-    options = re.findall(r"<option[^>]*>([^<]*)</option>", select)
-    assert options[0].startswith("* Wildcard")
-    assert options[1:] == ["Building A", "\u00a0\u00a0\u00a0\u00a0↳ Studio 2", "Hall"]
+    assert re.findall(r"<option[^>]*>([^<]*)</option>", select) == ["Building A › Studio 2"]
+    assert "admin-autocomplete" in select
+    lock = html[html.index('name="mappings-0-lock_id"') :]
+    lock = lock[: lock.index("</select>")]
+    assert re.findall(r"<option[^>]*>([^<]*)</option>", lock) == ["Front door — online"]
 
 
 def test_rendering_the_page_never_calls_salto(
@@ -176,8 +191,12 @@ def test_locks_on_another_iq_are_not_selectable(admin_client: Client, integratio
     CachedLock.objects.create(
         integration=integration, lock_id="lock-9", name="Garage", iq_id="other-iq", refreshed_at=timezone.now()
     )
-    html = admin_client.get(change_url(integration)).content.decode()
-    assert re.search(r'<option value="lock-9" disabled>Garage — on another IQ, cannot be mapped</option>', html)
+    url = reverse("admin:integrations_integration_mapping_locks", args=[integration.pk])
+    results = admin_client.get(url).json()["results"]
+    assert results == [
+        {"id": "lock-1", "text": "Front door — online", "online": True, "disabled": False},
+        {"id": "lock-9", "text": "Garage — on another IQ, cannot be mapped", "online": True, "disabled": True},
+    ]
 
 
 # --- buttons ----------------------------------------------------------------------------------------------
@@ -413,33 +432,34 @@ def test_history_cannot_revert_past_the_activation_checks(admin_client: Client, 
     assert integration.activation_state == Integration.ActivationState.NEEDS_REACTIVATION
 
 
-def test_the_mapping_rows_show_their_status_without_a_query_per_row(
-    rf: Any, superuser: User, integration: Integration, objects: dict, django_assert_num_queries: Any
-) -> None:
-    # given four mappings: two to a fetched lock, one to a lock gone from the list, one on another IQ
-    from django.contrib import admin as django_admin
-
-    from integrations.admin import LockMappingInline
-
+def test_the_mapping_rows_show_their_lock_state(admin_client: Client, integration: Integration, objects: dict) -> None:
+    # given five mappings: to an online lock, an offline one, one gone from the list, one on another IQ
     make_ready(integration, with_mapping=False)
-    CachedLock.objects.create(
-        integration=integration,
-        lock_id="lock-9",
-        name="Garage",
-        iq_id="another-iq",
-        refreshed_at=integration.updated_at,
-    )
+    for lock_id, name, iq_id, online in (
+        ("lock-8", "Storage", integration.iq_id, False),
+        ("lock-9", "Garage", "another-iq", True),
+    ):
+        CachedLock.objects.create(
+            integration=integration,
+            lock_id=lock_id,
+            name=name,
+            iq_id=iq_id,
+            online=online,
+            refreshed_at=integration.updated_at,
+        )
     LockMapping.objects.create(integration=integration, object=None, lock_id="lock-1", lock_name="Front door")
-    LockMapping.objects.create(integration=integration, object=objects["building"], lock_id="lock-1")
+    LockMapping.objects.create(integration=integration, object=objects["building"], lock_id="lock-8")
     LockMapping.objects.create(integration=integration, object=objects["studio"], lock_id="gone")
     LockMapping.objects.create(integration=integration, object=objects["hall"], lock_id="lock-9")
-    inline = LockMappingInline(Integration, django_admin.site)
-    request = rf.get("/")
-    request.user = superuser
-    # when every row's status is rendered: the rows, their integration and its lock list, once each
-    with django_assert_num_queries(3):
-        statuses = {m.object_id: inline.mapping_status(m) for m in inline.get_queryset(request)}
-    # then
-    assert statuses[None] == statuses[objects["building"].pk] == "✔"
-    assert "not in the lock list" in statuses[objects["studio"].pk]
-    assert "on another IQ" in statuses[objects["hall"].pk]
+    # when
+    html = admin_client.get(change_url(integration)).content.decode()
+    # then each row (wildcard first, then in tree order) says what its lock can do now
+    states = re.findall(r'<td class="field-mapping_status">\s*<p>(.*?)</p>', html)
+    assert [html_unescape(re.sub(r"<[^>]+>", "", state)) for state in states] == [
+        "✔ online",
+        "⚠ offline",
+        "⚠ not in the lock list — click GET locks (and map another lock if it is gone)",
+        "⚠ on another IQ — this integration's OTP is not accepted there",
+        "",  # the blank row for a new mapping
+        "",  # the template row of "Add another mapping"
+    ]
