@@ -5,7 +5,8 @@
 Everything runs on this machine, as separate processes: PostgreSQL and Redis (the machine's, a database and a
 Redis db of the benchmark's own), the Salto KS sandbox (`manage.py salto_sandbox`, with a 100 ms delay on every
 open and pages of 20 as Salto probably has), one Celery worker in the production configuration (the settings'
-pool, concurrency and prefetch, unless overridden), and a console (`manage.py runserver`) that a probe asks for the booking list every 100 ms.
+pool, concurrency and prefetch, unless overridden), and a console (`manage.py runserver`) that a probe asks
+for the booking list every 100 ms.
 
 - **Baseline** (same run): the product's Salto client called directly from as many threads as the worker has,
   500 opens; and the limit 500 × latency / concurrency.
