@@ -51,6 +51,9 @@ PYTEST = (
 )
 
 OPENING_TESTS = "tests/integrations/opening/"
+# Tests that bound the wall-clock time of a loop of real work: on a loaded machine under nice 19 they fail for no
+# mutant at all, and would count mutants as killed for nothing. Their code (the in-process task loop) is not mutated.
+DESELECTED = (OPENING_TESTS + "test_perform.py::test_in_process_the_task_waits_a_bounded_time_and_never_recurses",)
 # The open path's edges first (fast, and they kill most mutants), then the flow and the fence.
 OPEN_PATH_TESTS = tuple(
     OPENING_TESTS + name for name in ("test_edges.py", "test_confirming_edges.py", "test_perform.py", "test_fencing.py")
@@ -195,7 +198,8 @@ def toml_string(value: str) -> str:
 
 
 def test_command(module: Module) -> str:
-    return f"{PYTHON} {PYTEST}{'' if module.migrations else ' --nomigrations'} " + " ".join(module.tests)
+    deselect = "".join(f" --deselect {test}" for test in DESELECTED if test.split("::")[0] in module.tests)
+    return f"{PYTHON} {PYTEST}{'' if module.migrations else ' --nomigrations'}{deselect} " + " ".join(module.tests)
 
 
 def write_config(path: Path, module: Module, *, timeout: float, ranges: list[str]) -> None:

@@ -468,3 +468,163 @@ def test_salto_s_clock_offset_is_taken_out_before_entries_are_matched_to_sends(
     # then each send has its own entry (both entries are in both windows: only the order tells them apart)
     assert confirmation(first) == ("confirmed", ["e-a"])
     assert confirmation(second) == ("confirmed", ["e-b"])
+
+
+# --- the window's exact edges when several sends could own an entry -----------------------------------------------
+
+
+def test_an_entry_at_the_end_of_an_accepted_sends_window_is_that_sends_not_the_next_ones(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    first = opened(world, salto)
+    clock.move_to(at(1))
+    second = opened(world, salto)
+    entries(salto, entry_json("edge", at=iso(at(3))))
+    clock.move_to(at(1 + GRACE))
+    open_request_confirm(open_request_id=first.pk)
+    open_request_confirm(open_request_id=second.pk)
+    assert confirmation(first) == ("confirmed", ["edge"])
+    assert confirmation(second) == ("no_record", [])
+
+
+def test_an_entry_at_the_start_of_an_accepted_sends_window_is_that_send_s_before_any_lost_one(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given a lost answer at T0 and an accepted send at T0 + 5, and an open exactly 3 s before the accepted send
+    lost(world, salto)
+    clock.move_to(at(5))
+    accepted = opened(world, salto)
+    entries(salto, entry_json("edge", at=iso(at(2))))
+    clock.move_to(at(5 + GRACE))
+    # when / then: the accepted send explains it (accepted sends are matched first, its window includes its start)
+    open_request_confirm(open_request_id=accepted.pk)
+    assert confirmation(accepted) == ("confirmed", ["edge"])
+
+
+@pytest.mark.parametrize("second_at", [0.0, 3.0], ids=["same-instant-as-the-start", "end-of-window"])
+def test_a_second_entry_at_the_edge_of_the_only_window_holding_it_is_a_double_open(
+    world: World, salto: respx.Router, clock: time_machine.Traveller, second_at: float
+) -> None:
+    request = opened(world, salto)
+    first_at = -3.0 if second_at == 0.0 else 0.0
+    second = -3.0 if second_at == 0.0 else 3.0
+    entries(salto, entry_json("e-1", at=iso(at(first_at))), entry_json("e-2", at=iso(at(second))))
+    clock.move_to(at(GRACE))
+    open_request_confirm(open_request_id=request.pk)
+    assert confirmation(request) == ("double", ["e-1", "e-2"])
+
+
+def test_a_send_that_took_long_owns_the_entries_until_3_seconds_after_its_answer(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given Salto answers the open after 2 s
+    def slow(http_request: Any) -> respx.MockResponse:
+        clock.shift(2)
+        return respx.MockResponse(200, json={})
+
+    salto.patch(OPEN_URL).mock(side_effect=slow)
+    request = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    entries(salto, entry_json("late", at=iso(at(4.5))))
+    clock.move_to(at(2 + GRACE))
+    open_request_confirm(open_request_id=request.pk)
+    assert confirmation(request) == ("confirmed", ["late"])
+
+
+def test_a_send_whose_worker_died_owns_the_entries_from_its_start(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given a send with no answer at all (its worker died), taken back by the sweeper as unconfirmed
+    from integrations.models import OpenAttempt
+
+    request = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+    OpenAttempt.objects.create(open_request=request, number=1, sent_at=T0)
+    OpenRequest.objects.filter(pk=request.pk).update(state=State.UNCONFIRMED, next_attempt_at=T0)
+    entries(salto, entry_json("e-1", at=iso(at(1))))
+    clock.move_to(at(GRACE))
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+
+
+def test_the_look_back_counts_from_the_first_send_not_from_the_request(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given a request first sent 10 s after it was made (its message waited), whose answer was lost
+    salto.patch(OPEN_URL).mock(side_effect=httpx2.ReadTimeout("slow"))
+    request = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+    clock.move_to(at(10))
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    # and an open of the lock between the request and its first send (not its own: before it was sent)
+    entries(salto, entry_json("before-the-send", at=iso(at(5))))
+    door = salto.patch(OPEN_URL).respond(200, json={})
+    clock.move_to(at(10 + GRACE))
+    # when / then: it is sent again, and the entries were asked from the first send minus two minutes
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    assert door.call_count == 2
+    query = salto["entries"].calls.last.request.url.params["$filter"]
+    assert "utc_date_time ge DateTime'2026-11-25T11:58:10Z'" in query
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2026-11-25T13:00:01+01:00", "2026-11-25T12:00:01"], ids=["another-offset", "no-offset-is-utc"]
+)
+def test_entry_times_are_compared_as_instants(
+    world: World, salto: respx.Router, clock: time_machine.Traveller, stamp: str
+) -> None:
+    request = opened(world, salto)
+    entries(salto, entry_json("e-1", at=stamp))
+    clock.move_to(at(GRACE))
+    open_request_confirm(open_request_id=request.pk)
+    assert confirmation(request) == ("confirmed", ["e-1"])
+
+
+def test_the_reason_of_a_lost_answer_found_in_the_entries_gives_the_first_open_s_time(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    from django.utils import timezone
+
+    request = lost(world, salto)
+    entries(salto, entry_json("e-2", at=iso(at(2))), entry_json("e-1", at=iso(at(1))))
+    clock.move_to(at(GRACE))
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    request.refresh_from_db()
+    assert request.reason.startswith(f"Confirmed by Salto's entries at {timezone.localtime(at(1)):%H:%M:%S}: ")
+
+
+def test_a_single_entry_is_no_double_open(
+    world: World, salto: respx.Router, clock: time_machine.Traveller, caplog: Any
+) -> None:
+    request = opened(world, salto)
+    entries(salto, entry_json("e-1", at=iso(T0)))
+    clock.move_to(at(GRACE))
+    caplog.set_level(logging.ERROR)
+    open_request_confirm(open_request_id=request.pk)
+    assert confirmation(request) == ("confirmed", ["e-1"])
+    assert "double open" not in caplog.text
+
+
+def test_entries_that_break_the_matching_are_unreadable_not_a_crash(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given Salto's clock 5 minutes behind and an entry dated at the end of time (taking the offset out overflows)
+    salto["me"].respond(200, json={"id": ACCOUNT_USER_ID}, headers={"Date": format_datetime(at(-300), usegmt=True)})
+    request = lost(world, salto)
+    entries(salto, entry_json("odd", at="9999-12-31T23:59:59.000000Z"))
+    clock.move_to(at(GRACE))
+    # when / then
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    request.refresh_from_db()
+    assert request.outcome_code == "entries_unreadable"
+    assert "internal error (OverflowError)" in request.reason
+
+
+def test_what_the_entries_say_cannot_be_changed_on_the_way(world: World, salto: respx.Router) -> None:
+    import dataclasses
+
+    from integrations.services.confirming import entries_verdict
+
+    request = opened(world, salto)
+    seen, problem = entries_verdict(request)
+    assert (seen is not None, problem) == (True, "")
+    assert seen is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen.mine = []  # type: ignore[misc]

@@ -417,6 +417,7 @@ def test_a_request_whose_answers_keep_getting_lost_is_sent_six_times_in_all(
     assert route.call_count == 6
     request.refresh_from_db()
     assert request.outcome_code == "not_opened"
+    assert request.reason.startswith("Not opened: Salto's entries show no open of lock 'Front door' within ")
 
 
 # --- the lease and the command's deadline -------------------------------------------------------------------
@@ -847,3 +848,67 @@ def test_an_open_recorded_too_late_says_loudly_what_the_request_had_become(
     # then
     assert outcome == PerformOutcome(State.EXPIRED)
     assert "WAS opened, but the request had already been closed as expired" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("rows", "line"),
+    [
+        ([(State.PENDING, 30)], "Open sweep: 0 expired, 1 re-queued, 0 abandoned"),
+        ([(State.PENDING, 121)], "Open sweep: 1 expired, 0 re-queued, 0 abandoned"),
+        ([(State.SENDING, 200)], "Open sweep: 0 expired, 1 re-queued, 1 abandoned"),
+    ],
+    ids=["requeued", "expired", "abandoned"],
+)
+def test_the_sweeper_says_so_when_it_did_any_one_thing(
+    world: World,
+    queued: list[dict[str, Any]],
+    clock: time_machine.Traveller,
+    caplog: Any,
+    rows: list[tuple[str, float]],
+    line: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="integrations.services.opening")
+    for state, age in rows:
+        _row(world, age=age, state=state, next_attempt=None)
+    open_requests_sweep()
+    assert line in caplog.text
+
+
+def test_each_new_request_is_logged_with_its_state_and_a_refusal_with_its_reason(world: World, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="integrations.services.opening")
+    allowed = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+    refused = open_request_create(booking=make_booking(world, status=world.new), trigger="api").open_request
+    assert f"Open request {allowed.pk} for booking {allowed.booking_id} (staff): pending\n" in caplog.text + "\n"
+    assert f"Open request {refused.pk} for booking {refused.booking_id} (api): refused - status '" in caplog.text
+    assert "' does not allow opening.\n" in caplog.text
+
+
+def test_a_request_not_sent_again_gives_the_open_s_time_in_local_time_whatever_salto_s_offset(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    salto.patch(OPEN_URL).mock(side_effect=httpx2.ReadTimeout("slow"))
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    # an open of the lock 10 s later, written with a +01:00 offset
+    salto["entries"].respond(
+        200, json={"items": [entry_json("other", at="2026-11-25T13:00:10+01:00")], "continuation_token": None}
+    )
+    clock.move_to(at(20))
+    assert open_request_perform(open_request_id=request.pk).state == State.FAILED
+    request.refresh_from_db()
+    assert f" at {timezone.localtime(at(10)):%H:%M:%S} that may be this request's" in request.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_the_request_returned_already_says_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Committed for real (no test transaction around it), so the enqueue runs as the request's commit ends.
+    world = make_world()
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("broker down")
+
+    monkeypatch.setattr(current_app.tasks[PERFORM_OPEN_TASK], "apply_async", down)
+    result = open_request_create(booking=make_booking(world, status=world.paid), trigger="api")
+    assert (result.open_request.state, result.open_request.reason) == (State.PENDING, QUEUE_DOWN_REASON)
