@@ -14,8 +14,4 @@ class Migration(migrations.Migration):
             model_name='openrequest',
             index=models.Index(fields=['confirmation', 'created_at'], name='integration_confirm_c8c23a_idx'),
         ),
-        migrations.AddIndex(
-            model_name='openrequest',
-            index=models.Index(fields=['integration', 'created_at'], name='integration_integra_280e1c_idx'),
-        ),
     ]
