@@ -416,9 +416,9 @@ class OpenRequest(models.Model):
         indexes = [
             models.Index(fields=["state", "created_at"]),
             models.Index(fields=["booking", "created_at"]),
-            # The open-request list's filters that narrow it most, each with the list's order (newest first).
+            # The open-request list filtered by what Salto's entries said (rare values: double, no record), in the
+            # list's order; by integration, the foreign key's index or created_at's serve (EXPLAIN, benchmarks.md).
             models.Index(fields=["confirmation", "created_at"]),
-            models.Index(fields=["integration", "created_at"]),
         ]
         permissions = [("open_door", "May open doors for bookings")]
 
