@@ -66,7 +66,7 @@ bench: $(STAMP) services
 	$(TEST_ENV) $(PY) -m bench.burst
 
 # Mutation testing (docs/testing.md): cosmic-ray on the modules that decide opens, each against the tests that cover
-# it, on SQLite without Redis; not part of `make test` (about half an hour on two cores). MUTATION_ARGS='--module
+# it, on SQLite without Redis; not part of `make test` (about an hour on two shared cores). MUTATION_ARGS='--module
 # locks/tokens.py' runs one module.
 MUTATION_ARGS ?=
 

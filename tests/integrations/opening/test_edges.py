@@ -912,3 +912,62 @@ def test_with_the_broker_down_the_request_returned_already_says_it_waits(
     monkeypatch.setattr(current_app.tasks[PERFORM_OPEN_TASK], "apply_async", down)
     result = open_request_create(booking=make_booking(world, status=world.paid), trigger="api")
     assert (result.open_request.state, result.open_request.reason) == (State.PENDING, QUEUE_DOWN_REASON)
+
+
+def test_an_open_without_a_check_in_status_still_saves_the_last_open_time(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    from bookings.models import BookingFieldValue
+    from integrations.models import Integration
+
+    Integration.objects.filter(pk=world.integration.pk).update(checkin_status=None)
+    salto.patch(OPEN_URL).respond(200, json={})
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    value = BookingFieldValue.objects.get(booking_id=request.booking_id, field=world.last_open)
+    assert value.datetime_value == T0
+    assert Booking.objects.get(pk=request.booking_id).status_id == world.paid.pk
+
+
+def test_a_send_s_duration_is_its_milliseconds(world: World, salto: respx.Router) -> None:
+    import time
+
+    def slow(http_request: Any) -> respx.MockResponse:
+        time.sleep(0.25)
+        return respx.MockResponse(200, json={})
+
+    salto.patch(OPEN_URL).mock(side_effect=slow)
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    request.refresh_from_db()
+    [send] = request.sends.all()
+    assert send.duration_ms is not None
+    assert request.duration_ms is not None
+    assert 250 <= send.duration_ms < 5000
+    assert 250 <= request.duration_ms < 5000
+
+
+def test_a_lost_answer_is_checked_again_after_the_poll_interval(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    salto.patch(OPEN_URL).mock(side_effect=httpx2.ReadTimeout("slow"))
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.UNCONFIRMED, retry_in=0.01)
+    request.refresh_from_db()
+    assert (request.state, request.next_attempt_at) == (State.UNCONFIRMED, at(0.01))
+
+
+def test_opens_and_refusals_are_logged_as_information_and_failures_as_warnings(
+    world: World, salto: respx.Router, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="integrations.services.sending")
+    salto.patch(OPEN_URL).respond(200, json={})
+    request = pending(world)
+    open_request_perform(open_request_id=request.pk)
+    opened = [r for r in caplog.records if r.getMessage() == f"Open request {request.pk} opened: opened"]
+    assert [r.levelno for r in opened] == [logging.INFO]
+    salto.patch(OPEN_URL).respond(409, json={"ErrorCode": "1", "Message": "no"})
+    failing = pending(world, obj=world.building)
+    open_request_perform(open_request_id=failing.pk)
+    failed = [r for r in caplog.records if r.getMessage().startswith(f"Open request {failing.pk} failed: ")]
+    assert [r.levelno for r in failed] == [logging.WARNING]
