@@ -479,6 +479,11 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
         self.cached = cached_locks_by_id(integration=self.integration) if self.integration is not None else {}
         self._objects_by_id: dict[int, BookableObject] | None = None
 
+    @property
+    def forms_and_template(self) -> list[forms.Form]:
+        """The rows, then the template row that "Add another mapping" copies (mapping_rows.html)."""
+        return [*self.forms, self.empty_form]
+
     def objects_by_id(self) -> dict[int, BookableObject]:
         """The objects the rows name, as stored and as posted: loaded once (none when the rows carry theirs)."""
         if self._objects_by_id is None:
