@@ -87,33 +87,43 @@ class LockMappingInline(admin.TabularInline[LockMapping, Integration]):
 
     @admin.display(description="Lock state")
     def mapping_status(self, mapping: LockMapping) -> str:
-        if mapping.pk is None:
-            return ""
-        # The rows come from the integration's related manager: this is the page's integration, with its lock
-        # list prefetched once for every row (IntegrationAdmin.get_queryset).
-        integration = mapping.integration
-        cached = _page_locks(integration)
-        problem = mapping_problem(integration=integration, lock_id=mapping.lock_id, cached=cached)
-        if problem:
-            return format_html('<span class="mapping-flag">⚠ {}</span>', problem)
-        lock = cached[mapping.lock_id]
-        if not lock.iq_online:
-            return mark_safe('<span class="mapping-flag" data-testid="lock-state">⚠ offline (its IQ is offline)</span>')
-        if not lock.online:
-            return mark_safe('<span class="mapping-flag" data-testid="lock-state">⚠ offline</span>')
-        return mark_safe('<span class="lock-online" data-testid="lock-state">✔ online</span>')
+        return lock_state_html(mapping)
 
     @admin.display(description="Select")
     def bulk_select(self, mapping: LockMapping) -> str:
-        if mapping.pk is None:
-            return ""
-        # Belongs to the "clear a selection" form outside the change form, so ticking it never saves anything.
-        return format_html(
-            '<input type="checkbox" form="{}" name="mapping" value="{}" class="mapping-select" aria-label="Select {}">',
-            CLEAR_FORM_ID,
-            mapping.pk,
-            mapping,
-        )
+        return bulk_select_html(mapping)
+
+
+def lock_state_html(mapping: LockMapping) -> str:
+    """What a mapping row's stored lock can do now: online, offline, not in the lock list, on another IQ."""
+    if mapping.pk is None:
+        return ""
+    # The rows come from the integration's related manager: this is the page's integration, with its lock
+    # list prefetched once for every row (IntegrationAdmin.get_queryset).
+    integration = mapping.integration
+    cached = _page_locks(integration)
+    problem = mapping_problem(integration=integration, lock_id=mapping.lock_id, cached=cached)
+    if problem:
+        return format_html('<span class="mapping-flag">⚠ {}</span>', problem)
+    lock = cached[mapping.lock_id]
+    if not lock.iq_online:
+        return mark_safe('<span class="mapping-flag" data-testid="lock-state">⚠ offline (its IQ is offline)</span>')
+    if not lock.online:
+        return mark_safe('<span class="mapping-flag" data-testid="lock-state">⚠ offline</span>')
+    return mark_safe('<span class="lock-online" data-testid="lock-state">✔ online</span>')
+
+
+def bulk_select_html(mapping: LockMapping) -> str:
+    """A stored row's checkbox for "clear a selection"."""
+    if mapping.pk is None:
+        return ""
+    # Belongs to the "clear a selection" form outside the change form, so ticking it never saves anything.
+    return format_html(
+        '<input type="checkbox" form="{}" name="mapping" value="{}" class="mapping-select" aria-label="Select {}">',
+        CLEAR_FORM_ID,
+        mapping.pk,
+        mapping,
+    )
 
 
 class MappingTabAdmin(admin.ModelAdmin[Integration]):

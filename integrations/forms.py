@@ -106,22 +106,30 @@ class IntegrationForm(forms.ModelForm[Integration]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["activate"].initial = bool(self.instance.pk and self.instance.is_active)
-        self.fields["open_statuses"].queryset = BookingStatus.objects.filter(is_active=True)  # type: ignore[attr-defined]
-        self.fields["checkin_status"].queryset = BookingStatus.objects.filter(is_active=True)  # type: ignore[attr-defined]
-        self.fields["last_open_field"].queryset = BookingField.objects.filter(  # type: ignore[attr-defined]
-            field_type=BookingField.FieldType.DATETIME
-        )
-        self.fields["last_open_field"].empty_label = "— none —"  # type: ignore[attr-defined]
-        self.fields["checkin_status"].empty_label = "— none —"  # type: ignore[attr-defined]
+        # Someone who may only view the integration gets a form without fields (the admin shows them read-only).
+        fields = self.fields
+        if "activate" in fields:
+            fields["activate"].initial = bool(self.instance.pk and self.instance.is_active)
+        for name in ("open_statuses", "checkin_status"):
+            if name in fields:
+                fields[name].queryset = BookingStatus.objects.filter(is_active=True)  # type: ignore[attr-defined]
+        if "last_open_field" in fields:
+            fields["last_open_field"].queryset = BookingField.objects.filter(  # type: ignore[attr-defined]
+                field_type=BookingField.FieldType.DATETIME
+            )
+        for name in ("last_open_field", "checkin_status"):
+            if name in fields:
+                fields[name].empty_label = "— none —"  # type: ignore[attr-defined]
         has_password = bool(self.instance.pk and self.instance.password)
-        self.fields["password_input"].required = not has_password
-        if has_password:
-            self.fields["password_input"].widget.attrs["placeholder"] = "(stored)"
-        if self.instance.pk and self.instance.current_pin:
-            self.fields["current_pin_input"].widget.attrs["placeholder"] = "(stored)"
+        if "password_input" in fields:
+            fields["password_input"].required = not has_password
+            if has_password:
+                fields["password_input"].widget.attrs["placeholder"] = "(stored)"
+        if "current_pin_input" in fields and self.instance.pk and self.instance.current_pin:
+            fields["current_pin_input"].widget.attrs["placeholder"] = "(stored)"
         for name in ("site_uid", "username", "iq_id"):
-            self.fields[name].widget.attrs.setdefault("autocomplete", "off")
+            if name in fields:
+                fields[name].widget.attrs.setdefault("autocomplete", "off")
 
     def clean_current_pin_input(self) -> str:
         value = str(self.cleaned_data.get("current_pin_input") or "").strip()
@@ -470,6 +478,11 @@ class LockMappingFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
         self.integration = self.instance if self.instance.pk else None
         self.cached = cached_locks_by_id(integration=self.integration) if self.integration is not None else {}
         self._objects_by_id: dict[int, BookableObject] | None = None
+
+    @property
+    def forms_and_template(self) -> list[forms.Form]:
+        """The rows, then the template row that "Add another mapping" copies (mapping_rows.html)."""
+        return [*self.forms, self.empty_form]
 
     def objects_by_id(self) -> dict[int, BookableObject]:
         """The objects the rows name, as stored and as posted: loaded once (none when the rows carry theirs)."""

@@ -399,3 +399,14 @@ def test_a_long_lock_list_lists_only_the_locks_that_need_attention(
     CachedLock.objects.filter(lock_id__in=[f"lock-{n}" for n in range(20, 61)]).delete()
     html = admin_client.get(change_url(integration)).content.decode()
     assert len(locks_listed(html)) == 19
+
+
+def test_someone_who_may_only_view_sees_the_rows_read_only(integration: Integration) -> None:
+    make_ready(integration)
+    viewer = User.objects.create_user("viewer", "v@example.com", "viewer-pass-123", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_integration", "view_lockmapping"]))
+    client = Client()
+    client.force_login(viewer)
+    html = client.get(change_url(integration)).content.decode()
+    assert 'name="mappings-0-lock_id"' not in html  # no inputs: the stock read-only rows
+    assert "Front door" in html
