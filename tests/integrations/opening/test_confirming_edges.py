@@ -628,3 +628,49 @@ def test_what_the_entries_say_cannot_be_changed_on_the_way(world: World, salto: 
     assert seen is not None
     with pytest.raises(dataclasses.FrozenInstanceError):
         seen.mine = []  # type: ignore[misc]
+
+
+def test_with_salto_s_clock_ahead_an_open_before_the_send_is_not_taken_for_this_one(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given Salto's clock 5 minutes ahead, and an open of the lock 3.5 s (our time) before this request's lost send
+    salto["me"].respond(200, json={"id": ACCOUNT_USER_ID}, headers={"Date": format_datetime(at(300), usegmt=True)})
+    request = lost(world, salto)
+    entries(salto, entry_json("before", at=iso(at(300 - 3.5))))
+    door = salto.patch(OPEN_URL).respond(200, json={})
+    clock.move_to(at(GRACE))
+    # when / then: not this request's (nor possibly so): it is sent again
+    assert open_request_perform(open_request_id=request.pk).state == State.OPENED
+    assert door.call_count == 2
+
+
+def test_with_salto_s_clock_ahead_a_second_open_in_the_window_is_a_double_open(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    salto["me"].respond(200, json={"id": ACCOUNT_USER_ID}, headers={"Date": format_datetime(at(300), usegmt=True)})
+    request = opened(world, salto)
+    entries(salto, entry_json("e-1", at=iso(at(300))), entry_json("e-2", at=iso(at(301))))
+    clock.move_to(at(GRACE))
+    open_request_confirm(open_request_id=request.pk)
+    assert confirmation(request) == ("double", ["e-1", "e-2"])
+
+
+def test_an_open_exactly_3_seconds_before_a_refused_first_send_may_be_this_request_s(
+    world: World, salto: respx.Router, clock: time_machine.Traveller
+) -> None:
+    # given a first send refused at T0 (429), then a second one at T0 + 5 whose answer is lost
+    door = salto.patch(OPEN_URL)
+    door.side_effect = [
+        respx.MockResponse(429, text="quota", headers={"Retry-After": "1"}),
+        httpx2.ReadTimeout("slow"),
+    ]
+    request = open_request_create(booking=make_booking(world, status=world.paid), trigger="staff").open_request
+    assert open_request_perform(open_request_id=request.pk).state == State.PENDING
+    clock.move_to(at(5))
+    assert open_request_perform(open_request_id=request.pk).state == State.UNCONFIRMED
+    # and an open of the lock exactly 3 s before the first send, which no send's window holds
+    entries(salto, entry_json("edge", at=iso(at(-3))))
+    clock.move_to(at(5 + GRACE))
+    # when / then: it may be this request's (its first send's margin): never sent a third time
+    assert open_request_perform(open_request_id=request.pk).state == State.FAILED
+    assert door.call_count == 2

@@ -781,6 +781,8 @@ def test_a_rejected_account_fails_quietly_for_the_worker_that_holds_the_request(
         assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.FAILED)
     request.refresh_from_db()
     assert (request.state, request.outcome_code) == (State.FAILED, "auth_invalid_client")
+    # the token request failed: the command itself never went out
+    assert list(request.sends.values_list("outcome", flat=True)) == [Outcome.NOT_SENT]
     # it finished the request itself: nothing about a lost hold
     assert "no longer holds it" not in caplog.text
 
@@ -971,3 +973,23 @@ def test_opens_and_refusals_are_logged_as_information_and_failures_as_warnings(
     open_request_perform(open_request_id=failing.pk)
     failed = [r for r in caplog.records if r.getMessage().startswith(f"Open request {failing.pk} failed: ")]
     assert [r.levelno for r in failed] == [logging.WARNING]
+
+
+def test_a_token_salto_rejects_twice_is_two_rejected_sends(world: World, salto: respx.Router) -> None:
+    salto.patch(OPEN_URL).respond(401, text="expired")
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.FAILED)
+    assert list(request.sends.values_list("outcome", flat=True)) == [Outcome.REJECTED, Outcome.REJECTED]
+
+
+def test_an_unexpected_error_in_the_middle_of_a_send_leaves_it_to_the_entries(
+    world: World, salto: respx.Router
+) -> None:
+    salto.patch(OPEN_URL).mock(side_effect=RuntimeError("a bug below the client"))
+    request = pending(world)
+    assert open_request_perform(open_request_id=request.pk) == PerformOutcome(State.UNCONFIRMED, retry_in=0.01)
+    request.refresh_from_db()
+    assert (request.state, request.outcome_code) == (State.UNCONFIRMED, "internal_error")
+    assert request.reason == "Internal error while sending (RuntimeError); checking Salto's entries."
+    [send] = request.sends.all()
+    assert (send.outcome, send.error_kind) == (Outcome.UNCLEAR, "internal_error")
